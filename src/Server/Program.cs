@@ -1,3 +1,8 @@
-var builder = WebApplication.CreateBuilder(args);
-var app = builder.Build();
-app.Run();
+using AlphaMesh.Server;
+
+await using (var app = AlphaMeshHost.Build(args))
+{
+    await app.RunAsync();
+}
+// Disposing the host disposed the event log, which made its final commit.
+return 0;

@@ -1,0 +1,71 @@
+using AlphaMesh.Core;
+using AlphaMesh.Ingest;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+
+namespace AlphaMesh.Server;
+
+/// <summary>Composes the embedded server: event log, API keys, ingest endpoints.</summary>
+public static class AlphaMeshHost
+{
+    /// <summary>Builds the server from the command line, appsettings.json and AlphaMesh__ environment variables.</summary>
+    public static WebApplication Build(string[] args)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        builder.Configuration.AddCommandLine(args, new Dictionary<string, string> { ["--data-dir"] = "AlphaMesh:DataDirectory" });
+        // The default builder also reads every environment variable unprefixed, so ALPHAMESH_BOOTSTRAP_KEY
+        // arrives as configuration["ALPHAMESH_BOOTSTRAP_KEY"] and AlphaMesh__X as AlphaMesh:X.
+
+        var dataDirectory = Path.GetFullPath(builder.Configuration["AlphaMesh:DataDirectory"] is { Length: > 0 } d ? d : "data");
+        Directory.CreateDirectory(dataDirectory);
+
+        builder.Host.ConfigureHostOptions(o => o.ShutdownTimeout = TimeSpan.FromSeconds(8));
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            // Large HTTP/2 windows let a stream keep several 1,000-event batches in flight; the per-stream
+            // window of unacknowledged batches (AlphaMesh:Ingest:StreamWindow) bounds the memory they take.
+            kestrel.Limits.Http2.InitialConnectionWindowSize = 16 << 20;
+            kestrel.Limits.Http2.InitialStreamWindowSize = 8 << 20;
+            kestrel.Limits.Http2.MaxStreamsPerConnection = 256;
+            kestrel.Limits.MaxRequestBodySize = null; // each endpoint enforces its own limit
+            kestrel.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http1AndHttp2);
+        });
+
+        var eventLogOptions = new EventLogOptions { Directory = Path.Combine(dataDirectory, "log") };
+        builder.Configuration.GetSection("AlphaMesh:EventLog").Bind(eventLogOptions);
+        builder.Services.AddSingleton(eventLogOptions);
+        builder.Services.AddSingleton<IEventLog>(_ => EventLogFactory.OpenFasterLog(eventLogOptions));
+
+        var apiKeys = LocalApiKeys.Load(builder.Configuration, dataDirectory);
+        builder.Services.AddSingleton<IApiKeyStore>(apiKeys.Store);
+        builder.Services.AddAlphaMeshIngest(builder.Configuration);
+
+        var app = builder.Build();
+        // Open the log before taking traffic, so that a broken data directory stops the start with its reason.
+        var log = app.Services.GetRequiredService<IEventLog>();
+        app.MapAlphaMeshIngest();
+        app.MapGet("/healthz", () => Results.Text("ok"));
+
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("AlphaMesh.Server");
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            ServerLog.Started(logger, string.Join(", ", app.Urls), dataDirectory, log.PartitionCount);
+            if (apiKeys.CreatedKeyFile is not null)
+                ServerLog.KeyCreated(logger, apiKeys.CreatedKeyFile);
+        });
+        app.Lifetime.ApplicationStopped.Register(() => ServerLog.Stopped(logger));
+
+        return app;
+    }
+}
+
+internal static partial class ServerLog
+{
+    [LoggerMessage(1, LogLevel.Information, "AlphaMesh started on {Urls}; data in {DataDirectory}; {Partitions} partitions")]
+    public static partial void Started(ILogger logger, string urls, string dataDirectory, int partitions);
+
+    [LoggerMessage(2, LogLevel.Information, "No API key was configured: created tenant 'default' and an API key (all scopes); it is in {KeyFile}, readable only by this user")]
+    public static partial void KeyCreated(ILogger logger, string keyFile);
+
+    [LoggerMessage(3, LogLevel.Information, "AlphaMesh stopped taking requests; committing the event log")]
+    public static partial void Stopped(ILogger logger);
+}
