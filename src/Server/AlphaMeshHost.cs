@@ -7,8 +7,9 @@ namespace AlphaMesh.Server;
 /// <summary>Composes the embedded server: event log, API keys, ingest endpoints.</summary>
 public static class AlphaMeshHost
 {
-    /// <summary>Builds the server from the command line, appsettings.json and AlphaMesh__ environment variables.</summary>
-    public static WebApplication Build(string[] args)
+    /// <summary>Builds the server from the command line, appsettings.json and AlphaMesh__ environment variables.
+    /// <paramref name="overrideServices"/> runs last, for tests that must replace a part.</summary>
+    public static WebApplication Build(string[] args, Action<IServiceCollection>? overrideServices = null)
     {
         var builder = WebApplication.CreateBuilder(args);
         builder.Configuration.AddCommandLine(args, new Dictionary<string, string> { ["--data-dir"] = "AlphaMesh:DataDirectory" });
@@ -38,6 +39,7 @@ public static class AlphaMeshHost
         var apiKeys = LocalApiKeys.Load(builder.Configuration, dataDirectory);
         builder.Services.AddSingleton<IApiKeyStore>(apiKeys.Store);
         builder.Services.AddAlphaMeshIngest(builder.Configuration);
+        overrideServices?.Invoke(builder.Services);
 
         var app = builder.Build();
         // Open the log before taking traffic, so that a broken data directory stops the start with its reason.
