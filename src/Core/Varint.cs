@@ -42,10 +42,12 @@ public static class Varint
         return size;
     }
 
+    /// <summary>Reads a 32-bit varint: at most 5 bytes and at most <see cref="uint.MaxValue"/>. A longer encoding
+    /// is rejected (not truncated), so that a malformed length can never read as a small one.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool TryRead(ReadOnlySpan<byte> source, out uint value, out int bytesRead)
     {
-        if (!TryRead(source, out ulong wide, out bytesRead) || wide > uint.MaxValue)
+        if (!TryRead(source.Length > 5 ? source.Slice(0, 5) : source, out ulong wide, out bytesRead) || wide > uint.MaxValue)
         {
             value = 0;
             return false;
@@ -54,6 +56,7 @@ public static class Varint
         return true;
     }
 
+    /// <summary>Reads a 64-bit varint: at most 10 bytes, rejecting one that overflows 64 bits.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool TryRead(ReadOnlySpan<byte> source, out ulong value, out int bytesRead)
     {
@@ -62,6 +65,9 @@ public static class Varint
         for (int i = 0; i < source.Length && i < 10; i++)
         {
             byte b = source[i];
+            // The tenth byte holds bit 63 only; more would overflow silently.
+            if (i == 9 && b > 1)
+                break;
             value |= (ulong)(b & 0x7F) << shift;
             if (b < 0x80)
             {
