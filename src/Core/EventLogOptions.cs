@@ -16,7 +16,7 @@ public sealed class EventLogOptions
     public long MemoryBytesPerPartition { get; set; } = 64L << 20;
 
     /// <summary>Log page size, a power of two.</summary>
-    public int PageSizeBytes { get; set; } = 4 << 20;
+    public int PageSizeBytes { get; set; } = 8 << 20;
 
     /// <summary>Segment file size, a power of two.</summary>
     public long SegmentSizeBytes { get; set; } = 1L << 30;

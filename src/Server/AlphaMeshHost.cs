@@ -33,6 +33,12 @@ public static class AlphaMeshHost
 
         var eventLogOptions = new EventLogOptions { Directory = Path.Combine(dataDirectory, "log") };
         builder.Configuration.GetSection("AlphaMesh:EventLog").Bind(eventLogOptions);
+        var maxRequestBytes = builder.Configuration.GetValue("AlphaMesh:Ingest:MaxRequestBytes", new IngestLimits().MaxRequestBytes);
+        // A request's records for one partition are appended as one unit, which must fit on one log page;
+        // records carry the tenant and a header per event, so they can be larger than the request.
+        if (eventLogOptions.PageSizeBytes < 2L * maxRequestBytes)
+            throw new InvalidOperationException(
+                $"AlphaMesh:EventLog:PageSizeBytes ({eventLogOptions.PageSizeBytes}) must be at least twice AlphaMesh:Ingest:MaxRequestBytes ({maxRequestBytes}).");
         builder.Services.AddSingleton(eventLogOptions);
         builder.Services.AddSingleton<IEventLog>(_ => EventLogFactory.OpenFasterLog(eventLogOptions));
 
