@@ -209,6 +209,27 @@ public sealed class UsageClientTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task TrackAsync_ManyProducerThreads_EveryEventAcknowledgedOnce()
+    {
+        const int Threads = 4, PerThread = 2000;
+        await using var client = CreateClient(o => o.MaxBatchEvents = 64);
+
+        var producers = Enumerable.Range(0, Threads).Select(t => Task.Run(async () =>
+        {
+            var tracked = new List<Task>();
+            for (int i = 0; i < PerThread; i++)
+            {
+                tracked.Add(client.TrackAsync("api.call", "customer-" + t, [new("i", i.ToString(CultureInfo.InvariantCulture))]));
+            }
+            await Task.WhenAll(tracked);
+        })).ToArray();
+        await Task.WhenAll(producers).WaitAsync(Generous);
+
+        Assert.Equal(Threads * PerThread, _server.EventsById.Count);
+        Assert.Equal(Threads * PerThread, client.Counters.EventsAcknowledged);
+    }
+
+    [Fact]
     public async Task TrackAsync_ResourceExhaustedOnce_RetriedAndAcknowledged()
     {
         _server.FailWithResourceExhausted(1);

@@ -89,7 +89,7 @@ internal sealed class EventBatch
             }
             if (id is null)
             {
-                WriteGeneratedId(Guid.CreateVersion7(now));
+                WriteGeneratedId(UuidV7.Create(now));
             }
             else
             {
