@@ -15,8 +15,6 @@ namespace AlphaMesh.Ingest.Internal;
 /// </summary>
 internal static class Rfc3339
 {
-    private static ReadOnlySpan<int> PowersOf10 => [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000];
-
     public static bool TryParse(ReadOnlySpan<byte> s, out long unixSeconds, out int nanos)
     {
         unixSeconds = 0;
@@ -45,10 +43,13 @@ internal static class Rfc3339
                 fraction = (fraction * 10) + (s[pos] - '0');
                 pos++;
             }
-            int digits = pos - start;
-            if (digits == 0)
+            if (pos == start)
                 return false;
-            nanos = fraction * PowersOf10[9 - digits];
+            // Scale to nanoseconds. (A ReadOnlySpan<int> table of powers of ten allocated an int[] on
+            // every call here, measured; this loop runs at most 8 times.)
+            for (int digits = pos - start; digits < 9; digits++)
+                fraction *= 10;
+            nanos = fraction;
         }
 
         if (pos >= s.Length)
