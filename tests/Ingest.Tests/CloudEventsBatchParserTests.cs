@@ -248,6 +248,7 @@ public sealed class CloudEventsBatchParserTests
         { Data("\"k\":[1,2]"), RejectionCodes.InvalidData },
         { """{"id":"x","type":"t","subject":"c","data":"text"}""", RejectionCodes.InvalidData },
         { """{"id":"x","type":"t","subject":"c","data":[1]}""", RejectionCodes.InvalidData },
+        { """{"id":"x","type":"t","subject":"c","data_base64":"AAEC"}""", RejectionCodes.InvalidData },
         { Data("\"k\":1,\"k\":2"), RejectionCodes.DuplicateDataKey },
         { Data("\"k\":1,\"a\":true,\"\\u006b\":\"2\""), RejectionCodes.DuplicateDataKey },
     };

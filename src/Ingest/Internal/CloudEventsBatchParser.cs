@@ -26,8 +26,10 @@ internal enum CloudEventsMode
 /// Attributes: <c>id</c>, <c>type</c>, <c>subject</c> (the customer), <c>time</c> (RFC 3339) must be strings;
 /// <c>source</c> must be a string if present (it is not stored); <c>specversion</c>, if present, must be "1.0";
 /// <c>data</c> is an object of string, number or boolean values. Other attributes (extensions) are ignored.
-/// A <c>null</c> attribute counts as absent, as the CloudEvents JSON format says. Any other wrong type is a
-/// malformed request, as is invalid JSON; problems of values are per-event rejections.
+/// <c>data_base64</c> (binary data) is refused as <c>invalid_data</c>. A <c>null</c> attribute counts as absent,
+/// as the CloudEvents JSON format says; an attribute given twice keeps its last value. A wrong type of a
+/// known attribute or a specversion other than "1.0" makes the request malformed, as does invalid JSON;
+/// problems of values are per-event rejections.
 /// </para>
 /// </summary>
 internal static class CloudEventsBatchParser
@@ -42,6 +44,7 @@ internal static class CloudEventsBatchParser
         Source,
         SpecVersion,
         Data,
+        DataBase64,
     }
 
     public static bool TryParse(ReadOnlySpan<byte> json, CloudEventsMode mode, ReadOnlySpan<byte> tenantUtf8, in IngestContext context,
@@ -156,6 +159,12 @@ internal static class CloudEventsBatchParser
                     else
                         ReadData(ref reader, checks, batch, ref draft);
                     break;
+                case Attribute.DataBase64:
+                    // Binary data cannot be metered; ignoring it like an extension would silently drop
+                    // the event's properties, so the event is refused instead.
+                    draft.DataIsBase64 = true;
+                    reader.Skip();
+                    break;
                 default:
                     // An extension attribute: skip its value, whatever it is.
                     reader.Skip();
@@ -250,6 +259,8 @@ internal static class CloudEventsBatchParser
             return Attribute.Source;
         if (reader.ValueTextEquals("specversion"u8))
             return Attribute.SpecVersion;
+        if (reader.ValueTextEquals("data_base64"u8))
+            return Attribute.DataBase64;
         return Attribute.Unknown;
     }
 

@@ -68,4 +68,7 @@ internal struct EventDraft
 
     /// <summary>JSON only: <c>data</c> was present but neither an object nor null.</summary>
     public bool DataIsNotObject;
+
+    /// <summary>JSON only: the event carries <c>data_base64</c>, which cannot be metered.</summary>
+    public bool DataIsBase64;
 }

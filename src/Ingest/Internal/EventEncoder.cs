@@ -65,6 +65,7 @@ internal static class EventEncoder
         TimeTooOld,
         TimeInFuture,
         DataNotObject,
+        DataBase64,
         TooManyDataEntries,
         KeyNotUtf8,
         EmptyKey,
@@ -129,6 +130,8 @@ internal static class EventEncoder
 
         if (draft.DataIsNotObject)
             return Problem.DataNotObject;
+        if (draft.DataIsBase64)
+            return Problem.DataBase64;
         if (draft.DataCount > limits.MaxDataEntries)
             return Problem.TooManyDataEntries;
         for (int i = 0; i < entries.Length; i++)
@@ -257,6 +260,7 @@ internal static class EventEncoder
             Problem.TimeInFuture => (RejectionCodes.TimeInFuture,
                 $"time {FormatTime(draft.Seconds, draft.Nanos)} is later than the allowed clock skew of {limits.MaxFutureSkew} after the server's time {FormatTime(checks.NowUnixNanos)}"),
             Problem.DataNotObject => (RejectionCodes.InvalidData, "data must be an object of string, number or boolean values"),
+            Problem.DataBase64 => (RejectionCodes.InvalidData, "data_base64 is not supported; send data as an object of string, number or boolean values"),
             Problem.TooManyDataEntries => (RejectionCodes.TooManyDataEntries, $"data has {draft.DataCount} entries; the limit is {limits.MaxDataEntries}"),
             Problem.KeyNotUtf8 => (RejectionCodes.InvalidUtf8, $"data entry {entry} has a key that is not valid UTF-8"),
             Problem.EmptyKey => (RejectionCodes.EmptyDataKey, $"data entry {entry} has an empty key"),
