@@ -35,7 +35,9 @@ public static class IngestServiceCollectionExtensions
                 grpc.MaxReceiveMessageSize = (int)Math.Min(int.MaxValue, 2L * limits.Value.MaxRequestBytes);
                 grpc.EnableDetailedErrors = false;
             });
-        services.AddGrpcHealthChecks();
+        services.AddHealthChecks().AddCheck<EventLogHealthCheck>("event-log");
+        // Answer health requests from the checks themselves, not a cache that is filled seconds after start.
+        services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false);
         // Reflection lists the contract's services; UsageIngest is bound by hand (its marshallers read raw
         // bytes), so its descriptor is named here instead of discovered.
         services.TryAddSingleton(new ReflectionServiceImpl(
@@ -46,7 +48,7 @@ public static class IngestServiceCollectionExtensions
         return services;
     }
 
-    /// <summary>Maps gRPC UsageIngest, health and reflection, and <c>POST /v1/events</c>.</summary>
+    /// <summary>Maps gRPC UsageIngest, health and reflection, <c>POST /v1/events</c> and <c>GET /healthz</c>.</summary>
     public static IEndpointRouteBuilder MapAlphaMeshIngest(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapGrpcService<UsageIngestService>();
@@ -54,6 +56,7 @@ public static class IngestServiceCollectionExtensions
         endpoints.MapGrpcReflectionService();
         var http = endpoints.ServiceProvider.GetRequiredService<HttpIngestEndpoint>();
         endpoints.MapPost("/v1/events", http.HandleAsync);
+        endpoints.MapHealthChecks("/healthz");
         return endpoints;
     }
 

@@ -51,7 +51,6 @@ public static class AlphaMeshHost
         // Open the log before taking traffic, so that a broken data directory stops the start with its reason.
         var log = app.Services.GetRequiredService<IEventLog>();
         app.MapAlphaMeshIngest();
-        app.MapGet("/healthz", () => Results.Text("ok"));
 
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("AlphaMesh.Server");
         app.Lifetime.ApplicationStarted.Register(() =>
