@@ -14,7 +14,7 @@ dotnet build AlphaMesh.sln -c Release -warnaserror
 # Style and formatting as the build enforces them; whitespace too.
 dotnet format whitespace AlphaMesh.sln --verify-no-changes
 set +e
-dotnet test AlphaMesh.sln -c Release --no-build --logger "console;verbosity=normal" --blame-hang-timeout 10m 2>&1 | tee "$log"
+dotnet test AlphaMesh.sln -c Release --no-build --blame-hang-timeout 10m 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 

@@ -31,6 +31,8 @@ internal sealed class ServerSettings
             $"--Kestrel:Endpoints:Rest:Url={RestAddress}",
             $"--Kestrel:Endpoints:Grpc:Url={GrpcAddress}",
             "--Logging:Console:FormatterName=simple",
+            // Kestrel warns at every start that HTTP/2 on the REST endpoint needs TLS; known, and noise here.
+            "--Logging:LogLevel:Microsoft.AspNetCore.Server.Kestrel=Error",
         };
         if (WithKeys)
         {
