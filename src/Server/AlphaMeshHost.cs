@@ -11,7 +11,9 @@ public static class AlphaMeshHost
     /// <paramref name="overrideServices"/> runs last, for tests that must replace a part.</summary>
     public static WebApplication Build(string[] args, Action<IServiceCollection>? overrideServices = null)
     {
-        var builder = WebApplication.CreateBuilder(args);
+        // appsettings.json sits beside the binary; relative paths in settings (the data directory) resolve
+        // against the directory the server was started from.
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         builder.Configuration.AddCommandLine(args, new Dictionary<string, string> { ["--data-dir"] = "AlphaMesh:DataDirectory" });
         // The default builder also reads every environment variable unprefixed, so ALPHAMESH_BOOTSTRAP_KEY
         // arrives as configuration["ALPHAMESH_BOOTSTRAP_KEY"] and AlphaMesh__X as AlphaMesh:X.

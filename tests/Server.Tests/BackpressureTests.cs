@@ -87,6 +87,40 @@ public sealed class BackpressureTests : IAsyncLifetime
         Assert.Equal(600, (await first).Accepted);
     }
 
+    [Fact]
+    public async Task Stream_CommitsStalled_ServerStopsReadingAtTheWindowThenAcknowledgesAll()
+    {
+        using var channel = Requests.Channel(_server.Settings.GrpcAddress);
+        using var call = new UsageIngest.UsageIngestClient(channel).Stream(Requests.Auth(ServerSettings.IngestKey));
+        var batches = Enumerable.Range(0, 40).Select(b => Requests.Batch($"w-{b}", 50, $"w{b}")).ToList();
+        int batchBytes = batches[0].CalculateSize();
+        var sending = Task.Run(async () =>
+        {
+            foreach (var batch in batches)
+                await call.RequestStream.WriteAsync(batch);
+            await call.RequestStream.CompleteAsync();
+        });
+
+        // Wait until the server has read what it will read while no commit completes.
+        var pipeline = _server.App.Services.GetRequiredService<AlphaMesh.Ingest.Internal.IngestPipeline>();
+        long previous = -1;
+        for (int i = 0; i < 100 && pipeline.Budget.Used != previous; i++)
+        {
+            previous = pipeline.Budget.Used;
+            await Task.Delay(200);
+        }
+
+        // The default window is 16 batches queued for their reply, plus the one the reply loop is waiting on,
+        // plus one read and blocked on the full window: 18 of the 40, the rest held back by flow control.
+        Assert.InRange(pipeline.Budget.Used, 16L * batchBytes, 18L * batchBytes + 1024);
+        _commitGate.SetResult();
+        var replies = new List<string>();
+        await foreach (var reply in call.ResponseStream.ReadAllAsync())
+            replies.Add(reply.BatchId);
+        await sending;
+        Assert.Equal(batches.Select(b => b.BatchId), replies);
+    }
+
     private async Task WaitUntilInFlightAsync()
     {
         var pipeline = _server.App.Services.GetRequiredService<AlphaMesh.Ingest.Internal.IngestPipeline>();
