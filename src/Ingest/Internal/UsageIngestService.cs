@@ -13,8 +13,7 @@ namespace AlphaMesh.Ingest.Internal;
 /// <see cref="IngestServerOptions.StreamWindow"/> requests wait per stream; beyond that the stream is
 /// not read, so HTTP/2 flow control holds the client back.
 /// </summary>
-[BindServiceMethod(typeof(UsageIngestService), nameof(BindService))]
-internal sealed class UsageIngestService
+internal sealed class UsageIngestService : UsageIngestServiceBase
 {
     private readonly IngestPipeline _pipeline;
     private readonly IApiKeyStore _keys;
@@ -32,14 +31,7 @@ internal sealed class UsageIngestService
         _streamWindow = options.Value.StreamWindow;
     }
 
-    public static void BindService(ServiceBinderBase binder, UsageIngestService? service)
-    {
-        // grpc-dotnet binds by method name and creates the service per call; the delegates only name the methods.
-        binder.AddMethod(UsageIngestMethods.Stream, service is null ? null : service.Stream);
-        binder.AddMethod(UsageIngestMethods.Ingest, service is null ? null : service.Ingest);
-    }
-
-    public async Task<UnaryReply> Ingest(RawRequest request, ServerCallContext context)
+    public override async Task<UnaryReply> Ingest(RawRequest request, ServerCallContext context)
     {
         IngestWork? work = null;
         try
@@ -60,7 +52,7 @@ internal sealed class UsageIngestService
         }
     }
 
-    public async Task Stream(IAsyncStreamReader<RawRequest> requests, IServerStreamWriter<EncodedBatch> replies, ServerCallContext context)
+    public override async Task Stream(IAsyncStreamReader<RawRequest> requests, IServerStreamWriter<EncodedBatch> replies, ServerCallContext context)
     {
         var principal = Authorize(context);
         var pending = Channel.CreateBounded<IngestWork>(new BoundedChannelOptions(_streamWindow)
@@ -187,4 +179,24 @@ internal sealed class UsageIngestService
 
     private Metadata RetryTrailers() =>
         new() { { "retry-after-ms", ((long)_pipeline.RetryAfter.TotalMilliseconds).ToString(CultureInfo.InvariantCulture) } };
+}
+
+/// <summary>
+/// The service's binding, shaped like a generated service base: grpc-dotnet binds a handler by name only when it
+/// is a virtual method whose base definition is declared on the type named by <see cref="BindServiceMethodAttribute"/>
+/// (a plain public method is not found, and the service fails to start with "Could not find 'Stream'").
+/// </summary>
+[BindServiceMethod(typeof(UsageIngestServiceBase), nameof(BindService))]
+internal abstract class UsageIngestServiceBase
+{
+    public abstract Task<UnaryReply> Ingest(RawRequest request, ServerCallContext context);
+
+    public abstract Task Stream(IAsyncStreamReader<RawRequest> requests, IServerStreamWriter<EncodedBatch> replies, ServerCallContext context);
+
+    public static void BindService(ServiceBinderBase binder, UsageIngestServiceBase? service)
+    {
+        // grpc-dotnet binds by method name and creates the service per call; the delegates only name the methods.
+        binder.AddMethod(UsageIngestMethods.Stream, service is null ? null : service.Stream);
+        binder.AddMethod(UsageIngestMethods.Ingest, service is null ? null : service.Ingest);
+    }
 }
