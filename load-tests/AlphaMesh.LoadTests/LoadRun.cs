@@ -61,8 +61,6 @@ internal static class LoadRun
         long measureStart = started, acknowledgedAtStart = 0, batchesAtStart = 0;
         TimeSpan clientCpuAtStart = process.TotalProcessorTime;
         double? serverCpuAtStart = ServerCpuSeconds(options.ServerPid);
-        if (measuring)
-            (acknowledgedAtStart, batchesAtStart) = (0, 0);
 
         long previousAcknowledged = 0;
         long previousTick = started;
@@ -70,13 +68,11 @@ internal static class LoadRun
         int second = 0;
         while (true)
         {
-            long now = Stopwatch.GetTimestamp();
-            long nextTick = Math.Min(previousTick + Stopwatch.Frequency, end);
-            if (!measuring && warmupEnd <= nextTick)
-                nextTick = warmupEnd;
-            if (nextTick > now)
-                await Task.Delay(TimeSpan.FromTicks((nextTick - now) * TimeSpan.TicksPerSecond / Stopwatch.Frequency)).ConfigureAwait(false);
-            now = Stopwatch.GetTimestamp();
+            long nextTick = Math.Min(previousTick + Stopwatch.Frequency, measuring ? end : warmupEnd);
+            // Timers may fire a little early: wait until the clock has really passed the tick.
+            long now;
+            while ((now = Stopwatch.GetTimestamp()) < nextTick)
+                await Task.Delay(TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond, (nextTick - now) * TimeSpan.TicksPerSecond / Stopwatch.Frequency))).ConfigureAwait(false);
 
             var totals = Sum(clients);
             interval.Reset();
