@@ -57,6 +57,14 @@ public sealed class UsageClientOptions
     /// </summary>
     public Action<UsageBatchFailedException>? OnBatchFailed { get; set; }
 
+    /// <summary>
+    /// Called (on the stream's reading thread) for each batch the server acknowledged, with the batch's event
+    /// count and its reply latency: the time from the batch being written to the stream (for the last time,
+    /// when it was resent) until its reply arrived. For load harnesses and latency metrics; allocates nothing
+    /// per batch. Runs before the next reply is read, so it must be quick, and it must not throw.
+    /// </summary>
+    public Action<int, TimeSpan>? OnBatchAcknowledged { get; set; }
+
     internal void Validate()
     {
         if (Endpoint is null)

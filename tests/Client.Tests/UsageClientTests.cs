@@ -122,6 +122,40 @@ public sealed class UsageClientTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task OnBatchAcknowledged_ReplyHeldThenReleased_ReportsEachBatchOnceAfterItsReply()
+    {
+        var reports = new System.Collections.Concurrent.ConcurrentQueue<(int Count, TimeSpan Latency)>();
+        _server.HoldReplies();
+        await using var client = CreateClient(o =>
+        {
+            o.MaxBatchEvents = 10;
+            o.MaxBatchDelay = TimeSpan.FromHours(1);
+            o.OnBatchAcknowledged = (count, latency) => reports.Enqueue((count, latency));
+        });
+        for (int i = 0; i < 25; i++)
+        {
+            await client.EnqueueAsync("api.call", "customer-1");
+        }
+        var flushed = client.FlushAsync();
+        // The test server reads the next request only after replying to the previous one.
+        await WaitUntilAsync(() => _server.RequestCount == 1);
+        Assert.Empty(reports); // written, but no reply yet
+
+        _server.ReleaseReplies();
+        await flushed.WaitAsync(Generous);
+        Assert.Equal([10, 10, 5], reports.Select(r => r.Count));
+        Assert.All(reports, r => Assert.True(r.Latency > TimeSpan.Zero));
+    }
+
+    [Fact]
+    public async Task OnBatchAcknowledged_CallbackThrows_BatchStillAcknowledged()
+    {
+        await using var client = CreateClient(o => o.OnBatchAcknowledged = (_, _) => throw new InvalidOperationException("test"));
+        await client.TrackAsync("api.call", "customer-1").WaitAsync(Generous);
+        Assert.Equal(1, client.Counters.EventsAcknowledged);
+    }
+
+    [Fact]
     public async Task TrackAsync_ServerRejectsEvent_FaultsOnlyThatEvent()
     {
         _server.RejectType = "bad.type";

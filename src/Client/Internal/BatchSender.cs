@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Threading.Channels;
 using AlphaMesh.Usage.V1;
 using Grpc.Core;
@@ -151,6 +152,7 @@ internal sealed class BatchSender
             }
             foreach (var batch in resend)
             {
+                batch.WrittenAt = Stopwatch.GetTimestamp();
                 await requests.WriteAsync(batch, token).ConfigureAwait(false);
                 Interlocked.Increment(ref _counters.BatchesResent);
             }
@@ -169,6 +171,7 @@ internal sealed class BatchSender
                     _unacknowledged.Enqueue(batch);
                 }
                 Interlocked.Increment(ref _counters.BatchesSent);
+                batch.WrittenAt = Stopwatch.GetTimestamp();
                 await requests.WriteAsync(batch, token).ConfigureAwait(false);
             }
             await requests.CompleteAsync().ConfigureAwait(false);
@@ -211,8 +214,26 @@ internal sealed class BatchSender
             Interlocked.Add(ref _counters.EventsAcknowledged, reply.Accepted);
             Interlocked.Add(ref _counters.EventsRejected, reply.Rejected.Count);
             batch.Acknowledge(reply);
+            ReportAcknowledged(batch);
             _onFinished(batch);
             batch.ReturnBuffer();
+        }
+    }
+
+    private void ReportAcknowledged(EventBatch batch)
+    {
+        var callback = _options.OnBatchAcknowledged;
+        if (callback is null)
+        {
+            return;
+        }
+        try
+        {
+            callback(batch.Count, Stopwatch.GetElapsedTime(batch.WrittenAt));
+        }
+        catch (Exception e)
+        {
+            UsageClientLog.CallbackFailed(_options.Logger, e);
         }
     }
 

@@ -49,6 +49,9 @@ internal sealed class EventBatch
     /// <summary><see cref="Stopwatch"/> timestamp of the batch's creation (its first event).</summary>
     public long StartedAt { get; }
 
+    /// <summary><see cref="Stopwatch"/> timestamp of the batch's last write to a stream (the start of its reply latency).</summary>
+    public long WrittenAt { get; set; }
+
     /// <summary>The encoded <c>IngestRequest</c>.</summary>
     public ReadOnlySpan<byte> Payload => _buffer.AsSpan(0, _length);
 

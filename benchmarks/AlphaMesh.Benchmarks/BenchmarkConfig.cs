@@ -1,0 +1,44 @@
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Diagnosers;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Validators;
+
+namespace AlphaMesh.Benchmarks;
+
+/// <summary>
+/// The one configuration every AlphaMesh benchmark runs with: allocations measured (MemoryDiagnoser), Server GC as
+/// the server runs, and a refusal to measure unoptimized code. Given to the runner by Program (not as a
+/// [Config] attribute, so that --check-budget can replace the job). Per-event figures come from
+/// <c>OperationsPerInvoke = <see cref="Batch.Events"/></c> on each benchmark.
+/// </summary>
+public sealed class BenchmarkConfig : ManualConfig
+{
+    public BenchmarkConfig()
+        : this(Job.Default)
+    {
+    }
+
+    /// <param name="job">The job (its run counts); the shared settings are applied to it.</param>
+    public BenchmarkConfig(Job job)
+    {
+        Add(DefaultConfig.Instance);
+        AddJob(job.WithGcServer(true).WithGcConcurrent(false).AsDefault());
+        AddDiagnoser(MemoryDiagnoser.Default);
+        AddValidator(JitOptimizationsValidator.FailOnError);
+        AddLogicalGroupRules(BenchmarkLogicalGroupRule.ByCategory);
+        WithOptions(ConfigOptions.JoinSummary);
+    }
+}
+
+/// <summary>Benchmark categories (<c>--anyCategories</c> on the command line).</summary>
+public static class Categories
+{
+    /// <summary>Request bytes to log records (the server's parse step).</summary>
+    public const string Parse = "Parse";
+
+    /// <summary>Parse plus append to the FasterLog event log.</summary>
+    public const string Append = "Append";
+
+    /// <summary>The client SDK's batch encoding.</summary>
+    public const string Client = "Client";
+}
