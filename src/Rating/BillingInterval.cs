@@ -38,43 +38,43 @@ public readonly record struct BillingInterval(BillingCadence Cadence, BillingAli
         switch (Cadence)
         {
             case BillingCadence.Weekly:
-            {
-                // Calendar weeks start on Monday (ISO 8601); anniversary weeks on the anchor's weekday.
-                int offset = Alignment == BillingAlignment.Calendar
-                    ? ((int)day.DayOfWeek + 6) % 7
-                    : (((day.DayNumber - anchor.DayNumber) % 7) + 7) % 7;
-                var start = day.AddDays(-offset);
-                return new BillingPeriod(start, start.AddDays(7));
-            }
+                {
+                    // Calendar weeks start on Monday (ISO 8601); anniversary weeks on the anchor's weekday.
+                    int offset = Alignment == BillingAlignment.Calendar
+                        ? ((int)day.DayOfWeek + 6) % 7
+                        : (((day.DayNumber - anchor.DayNumber) % 7) + 7) % 7;
+                    var start = day.AddDays(-offset);
+                    return new BillingPeriod(start, start.AddDays(7));
+                }
 
             case BillingCadence.Monthly:
-            {
-                int anchorDay = Alignment == BillingAlignment.Calendar ? 1 : anchor.Day;
-                int month = (day.Year * 12) + day.Month - 1;
-                var start = MonthStart(month, anchorDay);
-                if (day < start)
                 {
-                    month--;
-                    start = MonthStart(month, anchorDay);
-                }
+                    int anchorDay = Alignment == BillingAlignment.Calendar ? 1 : anchor.Day;
+                    int month = (day.Year * 12) + day.Month - 1;
+                    var start = MonthStart(month, anchorDay);
+                    if (day < start)
+                    {
+                        month--;
+                        start = MonthStart(month, anchorDay);
+                    }
 
-                return new BillingPeriod(start, MonthStart(month + 1, anchorDay));
-            }
+                    return new BillingPeriod(start, MonthStart(month + 1, anchorDay));
+                }
 
             case BillingCadence.Yearly:
-            {
-                int anchorMonth = Alignment == BillingAlignment.Calendar ? 1 : anchor.Month;
-                int anchorDay = Alignment == BillingAlignment.Calendar ? 1 : anchor.Day;
-                int year = day.Year;
-                var start = YearStart(year, anchorMonth, anchorDay);
-                if (day < start)
                 {
-                    year--;
-                    start = YearStart(year, anchorMonth, anchorDay);
-                }
+                    int anchorMonth = Alignment == BillingAlignment.Calendar ? 1 : anchor.Month;
+                    int anchorDay = Alignment == BillingAlignment.Calendar ? 1 : anchor.Day;
+                    int year = day.Year;
+                    var start = YearStart(year, anchorMonth, anchorDay);
+                    if (day < start)
+                    {
+                        year--;
+                        start = YearStart(year, anchorMonth, anchorDay);
+                    }
 
-                return new BillingPeriod(start, YearStart(year + 1, anchorMonth, anchorDay));
-            }
+                    return new BillingPeriod(start, YearStart(year + 1, anchorMonth, anchorDay));
+                }
 
             default:
                 throw new InvalidOperationException($"Unknown billing cadence {Cadence}.");

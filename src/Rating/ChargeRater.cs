@@ -60,31 +60,31 @@ public static class ChargeRater
                 return new ChargeResult(billable, billable * m.UnitPrice, 0);
 
             case GraduatedModel m:
-            {
-                decimal amount = TierMath.Graduated(m.Tiers.AsSpan(), billable, tiers, out int count);
-                return new ChargeResult(billable, amount, count);
-            }
+                {
+                    decimal amount = TierMath.Graduated(m.Tiers.AsSpan(), billable, tiers, out int count);
+                    return new ChargeResult(billable, amount, count);
+                }
 
             case VolumeModel m:
-            {
-                decimal amount = TierMath.Volume(m.Tiers.AsSpan(), billable, tiers);
-                return new ChargeResult(billable, amount, 1);
-            }
+                {
+                    decimal amount = TierMath.Volume(m.Tiers.AsSpan(), billable, tiers);
+                    return new ChargeResult(billable, amount, 1);
+                }
 
             case PackageModel m:
                 return new ChargeResult(billable, decimal.Ceiling(billable / m.PackageSize) * m.PackagePrice, 0);
 
             case PercentageModel m:
-            {
-                long paidEvents = Math.Max(usage.EventCount - m.FreeEvents, 0);
-                return new ChargeResult(billable, (billable * m.Rate) + (paidEvents * m.FixedFeePerEvent), 0, paidEvents);
-            }
+                {
+                    long paidEvents = Math.Max(usage.EventCount - m.FreeEvents, 0);
+                    return new ChargeResult(billable, (billable * m.Rate) + (paidEvents * m.FixedFeePerEvent), 0, paidEvents);
+                }
 
             case GraduatedPercentageModel m:
-            {
-                decimal amount = TierMath.Graduated(m.Tiers.AsSpan(), billable, tiers, out int count);
-                return new ChargeResult(billable, amount, count);
-            }
+                {
+                    decimal amount = TierMath.Graduated(m.Tiers.AsSpan(), billable, tiers, out int count);
+                    return new ChargeResult(billable, amount, count);
+                }
 
             default:
                 throw new NotSupportedException($"Charge model {charge.Model?.GetType().Name ?? "null"} is not supported.");
