@@ -34,6 +34,7 @@ public class RatingBenchmarks
 
     private PlanVersion _plan = null!;
     private Dictionary<string, ChargeUsage> _invoiceUsage = null!;
+    private ChargeUsage[] _usageByCharge = null!;
     private BillingPeriod _period;
 
     [GlobalSetup]
@@ -65,6 +66,7 @@ public class RatingBenchmarks
             MinimumCommitment = 10m,
         };
         PlanValidator.EnsureValid(_plan);
+        _usageByCharge = [.. _plan.Charges.Select(c => _invoiceUsage[c.Meter.Code])];
         _period = _plan.Interval.PeriodContaining(new DateOnly(2026, 3, 14), new DateOnly(2026, 1, 1));
     }
 
@@ -87,6 +89,11 @@ public class RatingBenchmarks
     [Benchmark]
     [BenchmarkCategory(Invoice)]
     public decimal Invoice20Lines() => Rater.RatePeriod(_plan, _period, _invoiceUsage).Total;
+
+    [Benchmark]
+    [BenchmarkCategory(Invoice)]
+    public decimal Invoice20Lines_UsageInChargeOrder() =>
+        Rater.RatePeriod(_plan, _period, _period.Start, _period.End, _usageByCharge).Total;
 
     [Benchmark]
     [BenchmarkCategory(Invoice)]

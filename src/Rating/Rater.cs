@@ -32,6 +32,30 @@ public static class Rater
     {
         ArgumentNullException.ThrowIfNull(plan);
         ArgumentNullException.ThrowIfNull(usage);
+        const int StackCharges = 64;
+        int n = plan.Charges.Length;
+        Span<ChargeUsage> byCharge = n <= StackCharges ? stackalloc ChargeUsage[StackCharges] : new ChargeUsage[n];
+        for (int i = 0; i < n; i++)
+        {
+            byCharge[i] = usage.TryGetValue(plan.Charges[i].Meter.Code, out var u) ? u : default;
+        }
+
+        return RatePeriod(plan, period, activeFrom, activeTo, byCharge[..n], rounding, lines);
+    }
+
+    /// <summary>
+    /// As <see cref="RatePeriod(PlanVersion, BillingPeriod, DateOnly, DateOnly, IReadOnlyDictionary{string, ChargeUsage}, RoundingMode, LineSelection)"/>,
+    /// with the usage given in the order of <see cref="PlanVersion.Charges"/> (no lookups by meter code).
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="usageByCharge"/> does not have one entry per charge.</exception>
+    public static Invoice RatePeriod(PlanVersion plan, BillingPeriod period, DateOnly activeFrom, DateOnly activeTo,
+        ReadOnlySpan<ChargeUsage> usageByCharge, RoundingMode rounding = RoundingMode.HalfEven, LineSelection lines = LineSelection.All)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        if (usageByCharge.Length != plan.Charges.Length)
+        {
+            throw new ArgumentException($"Expected usage for each of the plan's {plan.Charges.Length} charges; got {usageByCharge.Length}.", nameof(usageByCharge));
+        }
         var currency = Currency.Get(plan.CurrencyCode);
         int periodDays = CheckPeriod(period);
         int days = period.OverlapDays(activeFrom, activeTo);
@@ -57,10 +81,10 @@ public static class Rater
         if ((lines & LineSelection.Usage) != 0)
         {
             decimal usageTotal = 0m;
-            foreach (var charge in plan.Charges)
+            var charges = plan.Charges;
+            for (int i = 0; i < charges.Length; i++)
             {
-                var chargeUsage = usage.TryGetValue(charge.Meter.Code, out var u) ? u : default;
-                var line = UsageLine(charge, chargeUsage, from, to, days, periodDays, currency, rounding);
+                var line = UsageLine(charges[i], usageByCharge[i], from, to, days, periodDays, currency, rounding);
                 usageTotal += line.Amount;
                 result[count++] = line;
             }

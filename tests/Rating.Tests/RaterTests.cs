@@ -209,6 +209,22 @@ public sealed class RaterTests
     }
 
     [Fact]
+    public void RatePeriod_UsageInChargeOrder_SameAsByMeter()
+    {
+        var plan = Version() with
+        {
+            Charges = [new Charge("calls", ApiCalls, new StandardModel(0.01m)), new Charge("fees", Payments, new PercentageModel(0.01m))],
+        };
+
+        var byMeter = Rater.RatePeriod(plan, March2026, Usage(("payments", 500m), ("api_calls", 300m)));
+        var byCharge = Rater.RatePeriod(plan, March2026, March2026.Start, March2026.End, [new ChargeUsage(300m), new ChargeUsage(500m)]);
+
+        AssertSameLines(byMeter.Lines, byCharge.Lines);
+        Assert.Equal(8.00m, byCharge.Total);   // 300 * 0.01 + 500 * 0.01
+        Assert.Throws<ArgumentException>(() => Rater.RatePeriod(plan, March2026, March2026.Start, March2026.End, [new ChargeUsage(1m)]));
+    }
+
+    [Fact]
     public void RatePeriod_NoActiveDays_Throws()
     {
         Assert.Throws<ArgumentException>(() => Rater.RatePeriod(Plan(1m), March2026, April2026.Start, April2026.End, Usage()));
