@@ -1,0 +1,4 @@
+using BenchmarkDotNet.Running;
+using AlphaMesh.Rating.Benchmarks;
+
+BenchmarkSwitcher.FromAssembly(typeof(RatingBenchmarks).Assembly).Run(args, RatingBenchmarkConfig.Create());

@@ -1,0 +1,97 @@
+using System.Runtime.CompilerServices;
+using AlphaMesh.Rating.Internal;
+
+namespace AlphaMesh.Rating;
+
+/// <summary>The usage of one charge in a period.</summary>
+/// <param name="Quantity">The meter's aggregate: units, or for percentage models the summed amount. Never negative.</param>
+/// <param name="EventCount">Number of events behind the quantity; used by percentage models (free events, fee per event).</param>
+public readonly record struct ChargeUsage(decimal Quantity, long EventCount = 0)
+{
+    public static ChargeUsage Zero => default;
+}
+
+/// <summary>One tier's part of a tiered charge.</summary>
+/// <param name="Tier">1-based tier number.</param>
+/// <param name="From">The tier's exclusive lower bound (the previous tier's upTo, 0 for the first).</param>
+/// <param name="UpTo">The tier's inclusive upper bound; null for the last tier.</param>
+/// <param name="Units">Units priced in this tier (for percentage tiers: the part of the amount).</param>
+/// <param name="UnitPrice">Price per unit, or rate for graduated percentage.</param>
+/// <param name="FlatFee">The tier's flat fee, charged because the tier was entered.</param>
+/// <param name="Amount"><c>Units * UnitPrice + FlatFee</c>, exact (not rounded).</param>
+public readonly record struct TierLine(int Tier, decimal From, decimal? UpTo, decimal Units, decimal UnitPrice, decimal FlatFee, decimal Amount);
+
+/// <summary>The exact (unrounded) result of rating one charge.</summary>
+/// <param name="BillableQuantity">The quantity after the charge's free units.</param>
+/// <param name="Amount">The exact amount, before minimum spend and rounding.</param>
+/// <param name="TierCount">How many <see cref="TierLine"/>s were written (0 for untiered models).</param>
+/// <param name="BillableEvents">Events that pay the per-event fee (percentage models; otherwise 0).</param>
+public readonly record struct ChargeResult(decimal BillableQuantity, decimal Amount, int TierCount, long BillableEvents = 0);
+
+/// <summary>Rates a single charge. Allocation-free: the tier breakdown goes into a span the caller provides.</summary>
+public static class ChargeRater
+{
+    /// <summary>How many <see cref="TierLine"/>s rating <paramref name="model"/> can write at most.</summary>
+    public static int MaxTierLines(ChargeModel model) => model switch
+    {
+        GraduatedModel m => m.Tiers.Length,
+        GraduatedPercentageModel m => m.Tiers.Length,
+        VolumeModel => 1,
+        _ => 0,
+    };
+
+    /// <summary>
+    /// Rates <paramref name="usage"/> with <paramref name="charge"/> (free units first, then the model), exactly, with no
+    /// rounding; writes the per-tier breakdown into <paramref name="tiers"/>. The charge's plan must be valid.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The quantity or event count is negative.</exception>
+    /// <exception cref="ArgumentException"><paramref name="tiers"/> is shorter than <see cref="MaxTierLines"/>.</exception>
+    public static ChargeResult Rate(Charge charge, ChargeUsage usage, Span<TierLine> tiers)
+    {
+        if (usage.Quantity < 0 || usage.EventCount < 0)
+        {
+            ThrowNegativeUsage(usage);
+        }
+
+        decimal billable = usage.Quantity > charge.FreeUnits ? usage.Quantity - charge.FreeUnits : 0m;
+        switch (charge.Model)
+        {
+            case StandardModel m:
+                return new ChargeResult(billable, billable * m.UnitPrice, 0);
+
+            case GraduatedModel m:
+                {
+                    decimal amount = TierMath.Graduated(m.Tiers.AsSpan(), billable, tiers, out int count);
+                    return new ChargeResult(billable, amount, count);
+                }
+
+            case VolumeModel m:
+                {
+                    decimal amount = TierMath.Volume(m.Tiers.AsSpan(), billable, tiers);
+                    return new ChargeResult(billable, amount, 1);
+                }
+
+            case PackageModel m:
+                return new ChargeResult(billable, decimal.Ceiling(billable / m.PackageSize) * m.PackagePrice, 0);
+
+            case PercentageModel m:
+                {
+                    long paidEvents = Math.Max(usage.EventCount - m.FreeEvents, 0);
+                    return new ChargeResult(billable, (billable * m.Rate) + (paidEvents * m.FixedFeePerEvent), 0, paidEvents);
+                }
+
+            case GraduatedPercentageModel m:
+                {
+                    decimal amount = TierMath.Graduated(m.Tiers.AsSpan(), billable, tiers, out int count);
+                    return new ChargeResult(billable, amount, count);
+                }
+
+            default:
+                throw new NotSupportedException($"Charge model {charge.Model?.GetType().Name ?? "null"} is not supported.");
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowNegativeUsage(ChargeUsage usage) =>
+        throw new ArgumentOutOfRangeException(nameof(usage), usage, "Usage quantity and event count must not be negative.");
+}

@@ -1,0 +1,257 @@
+using System.Collections.Immutable;
+using System.Runtime.InteropServices;
+using AlphaMesh.Rating.Internal;
+
+namespace AlphaMesh.Rating;
+
+/// <summary>
+/// Turns a plan version, a period and the usage of each meter into invoice lines. Pure functions: nothing is
+/// stored or changed, so rating a past period against another plan version is a simulation.
+/// </summary>
+public static class Rater
+{
+    /// <summary>Rates a whole period of a subscription active throughout it.</summary>
+    public static Invoice RatePeriod(PlanVersion plan, BillingPeriod period, IReadOnlyDictionary<string, ChargeUsage> usage,
+        RoundingMode rounding = RoundingMode.HalfEven, LineSelection lines = LineSelection.All) =>
+        RatePeriod(plan, period, period.Start, period.End, usage, rounding, lines);
+
+    /// <summary>
+    /// Rates a period in which the subscription is active on the days <c>[activeFrom, activeTo)</c> (a start, an end
+    /// or one side of a plan change). Fixed fees, minimum spends and the minimum commitment are prorated by
+    /// <c>active days / period days</c>; usage charges are not.
+    /// </summary>
+    /// <param name="plan">A valid plan version (see <see cref="PlanValidator"/>).</param>
+    /// <param name="period">The billing period.</param>
+    /// <param name="activeFrom">First active day (UTC).</param>
+    /// <param name="activeTo">Day after the last active day.</param>
+    /// <param name="usage">Usage by meter code; a meter without an entry has zero usage.</param>
+    /// <param name="rounding">The tenant's rounding mode.</param>
+    /// <param name="lines">Which lines to produce.</param>
+    public static Invoice RatePeriod(PlanVersion plan, BillingPeriod period, DateOnly activeFrom, DateOnly activeTo,
+        IReadOnlyDictionary<string, ChargeUsage> usage, RoundingMode rounding = RoundingMode.HalfEven, LineSelection lines = LineSelection.All)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(usage);
+        const int StackCharges = 64;
+        int n = plan.Charges.Length;
+        Span<ChargeUsage> byCharge = n <= StackCharges ? stackalloc ChargeUsage[StackCharges] : new ChargeUsage[n];
+        for (int i = 0; i < n; i++)
+        {
+            byCharge[i] = usage.TryGetValue(plan.Charges[i].Meter.Code, out var u) ? u : default;
+        }
+
+        return RatePeriod(plan, period, activeFrom, activeTo, byCharge[..n], rounding, lines);
+    }
+
+    /// <summary>
+    /// As <see cref="RatePeriod(PlanVersion, BillingPeriod, DateOnly, DateOnly, IReadOnlyDictionary{string, ChargeUsage}, RoundingMode, LineSelection)"/>,
+    /// with the usage given in the order of <see cref="PlanVersion.Charges"/> (no lookups by meter code).
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="usageByCharge"/> does not have one entry per charge.</exception>
+    public static Invoice RatePeriod(PlanVersion plan, BillingPeriod period, DateOnly activeFrom, DateOnly activeTo,
+        ReadOnlySpan<ChargeUsage> usageByCharge, RoundingMode rounding = RoundingMode.HalfEven, LineSelection lines = LineSelection.All)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        if (usageByCharge.Length != plan.Charges.Length)
+        {
+            throw new ArgumentException($"Expected usage for each of the plan's {plan.Charges.Length} charges; got {usageByCharge.Length}.", nameof(usageByCharge));
+        }
+        var currency = Currency.Get(plan.CurrencyCode);
+        int periodDays = CheckPeriod(period);
+        int days = period.OverlapDays(activeFrom, activeTo);
+        if (days == 0)
+        {
+            throw new ArgumentException($"The subscription is not active on any day of {period} (active [{activeFrom:yyyy-MM-dd}, {activeTo:yyyy-MM-dd})).", nameof(activeFrom));
+        }
+
+        var from = activeFrom > period.Start ? activeFrom : period.Start;
+        var to = activeTo < period.End ? activeTo : period.End;
+        var result = new InvoiceLine[plan.FixedFees.Length + plan.Charges.Length + 1];
+        int count = 0;
+
+        foreach (var fee in plan.FixedFees)
+        {
+            var wanted = fee.Timing == FeeTiming.InAdvance ? LineSelection.InAdvanceFees : LineSelection.InArrearsFees;
+            if ((lines & wanted) != 0)
+            {
+                result[count++] = FeeLine(LineKind.FixedFee, fee, fee.Amount, from, to, days, periodDays, currency, rounding);
+            }
+        }
+
+        if ((lines & LineSelection.Usage) != 0)
+        {
+            decimal usageTotal = 0m;
+            var charges = plan.Charges;
+            for (int i = 0; i < charges.Length; i++)
+            {
+                var line = UsageLine(charges[i], usageByCharge[i], from, to, days, periodDays, currency, rounding);
+                usageTotal += line.Amount;
+                result[count++] = line;
+            }
+
+            if (plan.MinimumCommitment is { } commitment)
+            {
+                decimal owed = Money.Prorate(commitment, days, periodDays);
+                if (usageTotal < owed)
+                {
+                    decimal exact = owed - usageTotal;
+                    result[count++] = new InvoiceLine
+                    {
+                        Kind = LineKind.MinimumCommitmentTrueUp,
+                        Code = "minimum_commitment",
+                        FullPeriodAmount = commitment,
+                        ServiceFrom = from,
+                        ServiceTo = to,
+                        Days = days,
+                        PeriodDays = periodDays,
+                        ExactAmount = exact,
+                        Amount = currency.Round(exact, rounding),
+                    };
+                }
+            }
+        }
+
+        return new Invoice(plan.PlanCode, plan.Version, currency, period, rounding, Seal(result, count));
+    }
+
+    /// <summary>
+    /// What a period's usage would have cost under <paramref name="plan"/> (another version, another plan): validates
+    /// the plan and rates, creating nothing.
+    /// </summary>
+    /// <exception cref="PlanValidationException">The plan is not valid.</exception>
+    public static Invoice Simulate(PlanVersion plan, BillingPeriod period, IReadOnlyDictionary<string, ChargeUsage> usage,
+        RoundingMode rounding = RoundingMode.HalfEven) =>
+        Simulate(plan, period, period.Start, period.End, usage, rounding);
+
+    /// <inheritdoc cref="Simulate(PlanVersion, BillingPeriod, IReadOnlyDictionary{string, ChargeUsage}, RoundingMode)"/>
+    public static Invoice Simulate(PlanVersion plan, BillingPeriod period, DateOnly activeFrom, DateOnly activeTo,
+        IReadOnlyDictionary<string, ChargeUsage> usage, RoundingMode rounding = RoundingMode.HalfEven)
+    {
+        PlanValidator.EnsureValid(plan);
+        return RatePeriod(plan, period, activeFrom, activeTo, usage, rounding);
+    }
+
+    /// <summary>
+    /// The lines due when a subscription moves from <paramref name="from"/> to <paramref name="to"/> on
+    /// <paramref name="changeDate"/> (the new plan serves that day): a credit for the unused days
+    /// <c>[changeDate, period end)</c> of each in-advance fee of the old plan, and the new plan's in-advance fees for
+    /// the same days. Downgrades work the same way (the total may be negative: a credit).
+    /// In-arrears fees and usage are rated at the period's end, one <see cref="RatePeriod(PlanVersion, BillingPeriod, DateOnly, DateOnly, IReadOnlyDictionary{string, ChargeUsage}, RoundingMode, LineSelection)"/>
+    /// per side of the change.
+    /// </summary>
+    public static Invoice RatePlanChange(PlanVersion from, PlanVersion to, BillingPeriod period, DateOnly changeDate,
+        RoundingMode rounding = RoundingMode.HalfEven)
+    {
+        ArgumentNullException.ThrowIfNull(from);
+        ArgumentNullException.ThrowIfNull(to);
+        if (from.CurrencyCode != to.CurrencyCode)
+        {
+            throw new ArgumentException($"A plan change keeps the currency: {from.CurrencyCode} to {to.CurrencyCode}.", nameof(to));
+        }
+
+        var currency = Currency.Get(to.CurrencyCode);
+        int periodDays = CheckPeriod(period);
+        if (!period.Contains(changeDate))
+        {
+            throw new ArgumentOutOfRangeException(nameof(changeDate), changeDate, $"The change date is outside {period}.");
+        }
+
+        int days = period.End.DayNumber - changeDate.DayNumber;
+        var result = new InvoiceLine[from.FixedFees.Length + to.FixedFees.Length];
+        int count = 0;
+        foreach (var fee in from.FixedFees)
+        {
+            if (fee.Timing == FeeTiming.InAdvance)
+            {
+                result[count++] = FeeLine(LineKind.PlanChangeCredit, fee, -fee.Amount, changeDate, period.End, days, periodDays, currency, rounding);
+            }
+        }
+
+        foreach (var fee in to.FixedFees)
+        {
+            if (fee.Timing == FeeTiming.InAdvance)
+            {
+                result[count++] = FeeLine(LineKind.FixedFee, fee, fee.Amount, changeDate, period.End, days, periodDays, currency, rounding);
+            }
+        }
+
+        return new Invoice(to.PlanCode, to.Version, currency, period, rounding, Seal(result, count));
+    }
+
+    private static InvoiceLine FeeLine(LineKind kind, FixedFee fee, decimal fullAmount, DateOnly from, DateOnly to, int days, int periodDays,
+        Currency currency, RoundingMode rounding)
+    {
+        decimal exact = Money.Prorate(fullAmount, days, periodDays);
+        return new InvoiceLine
+        {
+            Kind = kind,
+            Code = fee.Code,
+            Timing = fee.Timing,
+            FullPeriodAmount = fullAmount,
+            ServiceFrom = from,
+            ServiceTo = to,
+            Days = days,
+            PeriodDays = periodDays,
+            ExactAmount = exact,
+            Amount = currency.Round(exact, rounding),
+        };
+    }
+
+    private static InvoiceLine UsageLine(Charge charge, ChargeUsage usage, DateOnly from, DateOnly to, int days, int periodDays,
+        Currency currency, RoundingMode rounding)
+    {
+        const int StackTiers = 16;
+        int needed = ChargeRater.MaxTierLines(charge.Model);
+        Span<TierLine> tiers = needed <= StackTiers ? stackalloc TierLine[StackTiers] : new TierLine[needed];
+        var rated = ChargeRater.Rate(charge, usage, tiers);
+
+        decimal exact = rated.Amount;
+        decimal topUp = 0m;
+        if (charge.MinimumSpend > 0)
+        {
+            decimal minimum = Money.Prorate(charge.MinimumSpend, days, periodDays);
+            if (exact < minimum)
+            {
+                topUp = minimum - exact;
+                exact = minimum;
+            }
+        }
+
+        return new InvoiceLine
+        {
+            Kind = LineKind.Usage,
+            Code = charge.Code,
+            MeterCode = charge.Meter.Code,
+            Model = charge.Model,
+            Quantity = usage.Quantity,
+            FreeUnits = usage.Quantity - rated.BillableQuantity,
+            BillableQuantity = rated.BillableQuantity,
+            EventCount = usage.EventCount,
+            BillableEvents = rated.BillableEvents,
+            Tiers = rated.TierCount == 0 ? [] : ImmutableArray.Create<TierLine>(tiers[..rated.TierCount]),
+            ServiceFrom = from,
+            ServiceTo = to,
+            Days = days,
+            PeriodDays = periodDays,
+            MinimumSpendTopUp = topUp,
+            ExactAmount = exact,
+            Amount = currency.Round(exact, rounding),
+        };
+    }
+
+    private static int CheckPeriod(BillingPeriod period)
+    {
+        int periodDays = period.Days;
+        return periodDays > 0 ? periodDays : throw new ArgumentException($"The period {period} has no days.", nameof(period));
+    }
+
+    private static ImmutableArray<InvoiceLine> Seal(InvoiceLine[] lines, int count)
+    {
+        if (count != lines.Length)
+        {
+            Array.Resize(ref lines, count);
+        }
+
+        return ImmutableCollectionsMarshal.AsImmutableArray(lines);
+    }
+}
