@@ -112,10 +112,10 @@ internal sealed class FasterEventLog : IEventLog
 /// <summary>The per-partition FasterLog settings derived from <see cref="EventLogOptions"/>.</summary>
 internal readonly record struct PartitionSettings(int PageSizeBits, int MemorySizeBits, int SegmentSizeBits, TimeSpan CommitInterval)
 {
-    public FasterLogSettings ToFasterLogSettings(IDevice device, string commitDirectory) => new()
+    public FasterLogSettings ToFasterLogSettings(IDevice device, ILogCommitManager commitManager) => new()
     {
         LogDevice = device,
-        LogCommitDir = commitDirectory,
+        LogCommitManager = commitManager,
         PageSizeBits = PageSizeBits,
         MemorySizeBits = MemorySizeBits,
         SegmentSizeBits = SegmentSizeBits,

@@ -7,9 +7,10 @@ namespace AlphaMesh.Core.Internal;
 /// One partition on one FasterLog, with its group-commit loop.
 /// <para>
 /// Durability: on Linux FASTER's default device is <see cref="ManagedLocalStorageDevice"/>, which opens its
-/// segment files (and <see cref="DeviceLogCommitCheckpointManager"/> its commit files) with
-/// <see cref="FileOptions.WriteThrough"/>, i.e. O_SYNC: each write returns only once the data and the file
-/// metadata are on stable storage (the kernel also flushes the drive's write cache). FasterLog writes the
+/// segment files with <see cref="FileOptions.WriteThrough"/>, i.e. O_SYNC: each write returns only once the
+/// data and the file metadata are on stable storage (the kernel also flushes the drive's write cache). The
+/// commit records go to <see cref="SlotFileCommitManager"/>: one preallocated file, written in place and
+/// flushed with fdatasync before the commit returns. FasterLog writes the
 /// commit record only after the data it covers is written, and advances <c>CommittedUntilAddress</c> only
 /// after the commit record is written, so a completed commit survives kill -9 and power loss. (Checked with
 /// strace: pwrite64 on O_SYNC descriptors, data before commit record, no write after the commit returns.)
@@ -23,6 +24,7 @@ internal sealed class FasterPartitionLog : IPartitionLog, IAsyncDisposable
 
     private readonly FasterLog _log;
     private readonly IDevice _device;
+    private readonly SlotFileCommitManager _commits;
     private readonly TimeSpan _commitInterval;
     private readonly int _pageSize;
     private readonly int _headerSize;
@@ -37,11 +39,12 @@ internal sealed class FasterPartitionLog : IPartitionLog, IAsyncDisposable
     private int _idle;
     private int _appending;
 
-    private FasterPartitionLog(int index, FasterLog log, IDevice device, PartitionSettings settings, bool backgroundCommit)
+    private FasterPartitionLog(int index, FasterLog log, IDevice device, SlotFileCommitManager commits, PartitionSettings settings, bool backgroundCommit)
     {
         Index = index;
         _log = log;
         _device = device;
+        _commits = commits;
         _commitInterval = settings.CommitInterval;
         _pageSize = 1 << settings.PageSizeBits;
         _headerSize = log.HeaderSize;
@@ -69,27 +72,22 @@ internal sealed class FasterPartitionLog : IPartitionLog, IAsyncDisposable
         // recoverDevice: the device learns which segment files exist, so that truncation deletes the right ones.
         var device = Devices.CreateLogDevice(Path.Combine(directory, "log"), preallocateFile: false, deleteOnClose: false,
             capacity: Devices.CAPACITY_UNSPECIFIED, recoverDevice: true);
+        var commits = new SlotFileCommitManager(directory);
         FasterLog? log = null;
         try
         {
-            log = new FasterLog(settings.ToFasterLogSettings(device, directory));
-            if (HasCommits(directory))
+            log = new FasterLog(settings.ToFasterLogSettings(device, commits));
+            if (commits.HasCommits)
                 log.Recover(); // to the last commit; anything after it (torn or uncommitted) is overwritten by new appends
-            return new FasterPartitionLog(index, log, device, settings, backgroundCommit);
+            return new FasterPartitionLog(index, log, device, commits, settings, backgroundCommit);
         }
         catch
         {
             log?.Dispose();
+            commits.Dispose();
             device.Dispose();
             throw;
         }
-    }
-
-    // FasterLog's default commit manager keeps its commit records in "log-commits" under the commit directory.
-    private static bool HasCommits(string directory)
-    {
-        string commits = Path.Combine(directory, "log-commits");
-        return Directory.Exists(commits) && Directory.EnumerateFiles(commits).Any();
     }
 
     public bool TryAppend(IRecordBatch batch, out long endPosition)
@@ -334,6 +332,7 @@ internal sealed class FasterPartitionLog : IPartitionLog, IAsyncDisposable
         Volatile.Read(ref _nextCommit).TrySetResult();
         CloseReaders();
         _log.Dispose();
+        _commits.Dispose();
         _device.Dispose();
         _wakeUp.Dispose();
     }
@@ -347,6 +346,7 @@ internal sealed class FasterPartitionLog : IPartitionLog, IAsyncDisposable
         Volatile.Read(ref _nextCommit).TrySetResult();
         CloseReaders();
         _log.Dispose();
+        _commits.Dispose();
         _device.Dispose();
     }
 

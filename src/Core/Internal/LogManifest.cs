@@ -9,7 +9,8 @@ namespace AlphaMesh.Core.Internal;
 internal static class LogManifest
 {
     public const string FileName = "alphamesh-eventlog.manifest";
-    public const int CurrentFormat = 1;
+    // 2: commit records in one slot file (SlotFileCommitManager) instead of FASTER's commit directory.
+    public const int CurrentFormat = 2;
 
     /// <summary>Returns the partition count of the log in <paramref name="directory"/>, creating the manifest
     /// with <paramref name="configuredPartitions"/> (0 = <paramref name="defaultPartitions"/>) when there is none.</summary>

@@ -47,7 +47,7 @@ public sealed class FasterEventLogTests : EventLogContractTests
 
         string manifest = File.ReadAllText(Path.Combine(_directory, LogManifest.FileName));
         Assert.Contains("partitions=3", manifest, StringComparison.Ordinal);
-        Assert.Contains("format=1", manifest, StringComparison.Ordinal);
+        Assert.Contains("format=2", manifest, StringComparison.Ordinal);
         Assert.True(Directory.Exists(Path.Combine(_directory, "p2")));
     }
 
