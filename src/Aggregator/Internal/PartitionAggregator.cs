@@ -146,6 +146,21 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         }
     }
 
+    /// <summary>A partition without its loop, for benchmarks and allocation tests: the caller applies records
+    /// with <see cref="Apply"/> on one thread and ends with <see cref="CrashAsync"/> or <see cref="DisposeAsync"/>.</summary>
+    internal static PartitionAggregator OpenDetached(IPartitionLog log, IMeterCatalog catalog, AggregatorOptions options)
+    {
+        AggregatorHost.Validate(options);
+        string directory = Path.Combine(Path.GetFullPath(options.Directory), $"p{log.Index}");
+        DeleteIfExists(directory);
+        Directory.CreateDirectory(directory);
+        var partition = new PartitionAggregator(log, catalog, new PeriodTotals(), options, TimeProvider.System, directory);
+        partition.Recover(null);
+        partition._meters = MeterTable.Build(catalog, null, null);
+        partition._reader = log.OpenReader(partition._position);
+        return partition;
+    }
+
     private static void DeleteIfExists(string directory)
     {
         if (Directory.Exists(directory))
@@ -254,8 +269,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             {
                 // Every record before the committed position seen before the read is applied (this also covers
                 // the padding at a page's end, which no record's next position reaches).
-                if (committed > _position)
-                    Volatile.Write(ref _progress, Math.Max(committed, _progress));
+                Volatile.Write(ref _progress, Math.Max(Math.Max(committed, _position), _progress));
                 return applied;
             }
             Apply(record.Span);

@@ -40,8 +40,10 @@ internal struct DedupeOutput
     public bool Existed;
 }
 
-/// <summary>"Insert if absent" in one RMW: a new key gets its expiry, an existing one is left alone (and, when it
-/// is only on disk or read-only, not even copied: <see cref="NeedCopyUpdate"/> returns false).</summary>
+/// <summary>"Insert if absent" in one RMW: a new key gets its expiry, an existing one keeps its value. An existing
+/// key found below the mutable region (read-only or on disk) is copied to the tail: UNIQUE_COUNT markers of
+/// recurring values are hit by every event that carries them, and would otherwise cost a disk read each time once
+/// the stream of new event ids has pushed them out of memory.</summary>
 internal sealed class DedupeFunctions : FunctionsBase<HashKey, DedupeValue, DedupeValue, DedupeOutput, Empty>
 {
     public override bool InitialUpdater(ref HashKey key, ref DedupeValue input, ref DedupeValue value, ref DedupeOutput output, ref RMWInfo rmwInfo)
@@ -57,11 +59,6 @@ internal sealed class DedupeFunctions : FunctionsBase<HashKey, DedupeValue, Dedu
         return true;
     }
 
-    public override bool NeedCopyUpdate(ref HashKey key, ref DedupeValue input, ref DedupeValue oldValue, ref DedupeOutput output, ref RMWInfo rmwInfo)
-    {
-        output.Existed = true;
-        return false;
-    }
 
     public override bool CopyUpdater(ref HashKey key, ref DedupeValue input, ref DedupeValue oldValue, ref DedupeValue newValue, ref DedupeOutput output, ref RMWInfo rmwInfo)
     {
