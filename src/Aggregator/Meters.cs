@@ -10,7 +10,7 @@ public enum Aggregation
     Max = 4,
     /// <summary>Kept as sum and count, so that roll-ups divide once and stay exact.</summary>
     Avg = 5,
-    /// <summary>The value of the event with the latest event time; ties broken by the event id (see README of the aggregator).</summary>
+    /// <summary>The value of the event with the latest event time; ties broken by the event id (the greater XxHash128 of the id wins, so any arrival order gives the same value).</summary>
     Latest = 6,
     /// <summary>Number of distinct values of the value property (any text, not only numbers).</summary>
     UniqueCount = 7,

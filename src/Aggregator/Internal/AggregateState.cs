@@ -11,7 +11,7 @@ namespace AlphaMesh.Aggregator.Internal;
 /// divided only when read, so that roll-ups add sums and counts and stay exact.</item>
 /// <item>MIN / MAX: <see cref="Min"/> / <see cref="Max"/>, valid when <see cref="Count"/> &gt; 0.</item>
 /// <item>LATEST: <see cref="Latest"/> of the event with the greatest (<see cref="LatestTime"/>, id hash).</item>
-/// <item>UNIQUE_COUNT: <see cref="Count"/> = distinct values first seen in this window (see <see cref="Aggregator"/>).</item>
+/// <item>UNIQUE_COUNT: <see cref="Count"/> = distinct values first seen in this window (see <see cref="PartitionAggregator"/>).</item>
 /// <item>TIME_WEIGHTED_SUM: <see cref="Sum"/> = unit-seconds of the closed segments; the last reading
 /// (<see cref="Latest"/> at <see cref="LatestTime"/>) holds until the window's end, added when read.</item>
 /// </list>
