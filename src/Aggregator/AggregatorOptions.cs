@@ -1,0 +1,40 @@
+namespace AlphaMesh.Aggregator;
+
+/// <summary>Settings of the aggregators. Sizes are per partition and per store; powers of two.</summary>
+public sealed class AggregatorOptions
+{
+    /// <summary>Directory of the aggregator state (one sub-directory per partition), for example <c>data/aggregator</c>.</summary>
+    public string Directory { get; set; } = Path.Combine("data", "aggregator");
+
+    /// <summary>Path of the entitlement limits JSON file; null means <c>entitlement-limits.json</c> in <see cref="Directory"/>.</summary>
+    public string? LimitsFile { get; set; }
+
+    /// <summary>How often each partition checkpoints (and then lets the log drop what it no longer needs).</summary>
+    public TimeSpan CheckpointInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long an event id is remembered; never shorter than ingest's backdating limit (35 days),
+    /// so that a duplicate can never slip past an expired key.</summary>
+    public TimeSpan DedupeRetention { get; set; } = TimeSpan.FromDays(35);
+
+    /// <summary>In-memory part of the aggregates store's log; the rest spills to disk.</summary>
+    public long AggregatesMemoryBytes { get; set; } = 64L << 20;
+
+    /// <summary>In-memory part of the dedupe store's log (event ids and UNIQUE_COUNT markers).</summary>
+    public long DedupeMemoryBytes { get; set; } = 64L << 20;
+
+    /// <summary>Log page size of both stores.</summary>
+    public int PageSizeBytes { get; set; } = 1 << 20;
+
+    /// <summary>Size of each store's hash index (64 bytes per bucket of 7 entries); written with every checkpoint.</summary>
+    public long IndexBytes { get; set; } = 8L << 20;
+
+    /// <summary>Segment file size of both stores.</summary>
+    public long SegmentSizeBytes { get; set; } = 256L << 20;
+
+    /// <summary>When the dedupe store's log is longer than this, its oldest quarter is compacted at the next
+    /// checkpoint: expired ids and markers are dropped, live ones move to the tail.</summary>
+    public long DedupeCompactionBytes { get; set; } = 1L << 30;
+
+    /// <summary>Records applied between two looks at pending queries and checkpoints.</summary>
+    public int BatchSize { get; set; } = 4096;
+}

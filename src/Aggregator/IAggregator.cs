@@ -1,0 +1,44 @@
+using AlphaMesh.Core;
+
+namespace AlphaMesh.Aggregator;
+
+/// <summary>Counters of one tenant, summed over the partitions.</summary>
+/// <param name="Duplicates">Events dropped because their (tenant, id) was counted before.</param>
+/// <param name="InvalidByMeter">Per meter key: events of the meter's type without a usable value (no value
+/// property, or one that is not a decimal number, or a gauge reading older than the window's latest).</param>
+public sealed record TenantCounters(long Duplicates, IReadOnlyDictionary<string, long> InvalidByMeter);
+
+/// <summary>
+/// The running aggregators: one single-threaded loop per partition of the event log. Start with
+/// <see cref="AggregatorFactory.StartAsync"/>; dispose before the event log (disposal takes the final checkpoint).
+/// </summary>
+public interface IAggregator : IAsyncDisposable
+{
+    IUsageQuery Usage { get; }
+
+    IEntitlementService Entitlements { get; }
+
+    TenantCounters GetCounters(string tenant);
+
+    /// <summary>Records that no partition could decode (they are skipped and counted, never retried).</summary>
+    long MalformedRecords { get; }
+
+    /// <summary>Takes a checkpoint of every partition now (they also take one every
+    /// <see cref="AggregatorOptions.CheckpointInterval"/> and on disposal).</summary>
+    ValueTask CheckpointAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Completes when every partition has applied the events committed to the log when it was called.</summary>
+    ValueTask WaitForCommittedAsync(CancellationToken cancellationToken = default);
+}
+
+/// <summary>Starts the aggregators.</summary>
+public static class AggregatorFactory
+{
+    /// <summary>
+    /// Recovers each partition from its latest complete checkpoint under <see cref="AggregatorOptions.Directory"/>
+    /// (or starts empty), then starts its loop, which replays the log from the checkpoint's position and keeps tailing it.
+    /// </summary>
+    public static Task<IAggregator> StartAsync(IEventLog log, IMeterCatalog catalog, AggregatorOptions options,
+        CancellationToken cancellationToken = default)
+        => Internal.AggregatorHost.StartAsync(log, catalog, options, TimeProvider.System, cancellationToken);
+}

@@ -1,0 +1,862 @@
+using System.Buffers.Text;
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using AlphaMesh.Core;
+
+namespace AlphaMesh.Aggregator.Internal;
+
+using AggregateStore = KvStore<AggregateKey, AggregateState, AggregateInput, AggregateOutput, AggregateFunctions>;
+using DedupeStore = KvStore<HashKey, DedupeValue, DedupeValue, DedupeOutput, DedupeFunctions>;
+
+/// <summary>Duplicate events of one tenant in one partition.</summary>
+internal sealed class TenantStats(string tenant)
+{
+    public string Tenant { get; } = tenant;
+    public long Duplicates;
+}
+
+/// <summary>
+/// The aggregator of one partition: one loop that tails the partition's log and owns two FASTER KV stores.
+/// <para>
+/// Dedupe store (key: 128-bit hash): event ids, keyed by (tenant, id), and UNIQUE_COUNT first-seen markers, keyed
+/// by (series, level, window, value). Each entry expires at a time stored with it and is dropped by compaction.
+/// </para>
+/// <para>
+/// Aggregates store (key: series hash, level, window start): one <see cref="AggregateState"/> per series and window.
+/// A series is one (tenant, meter, customer, group values). Every aggregation keeps its meter's base window
+/// (MINUTE, HOUR or DAY); queries roll coarser windows up from it. UNIQUE_COUNT cannot be rolled up by adding
+/// (a value seen in two hours is one value of the day), so it keeps one count per level, from the base window up to
+/// the calendar month: the first time a value appears in a series' window of some level, its marker for that
+/// (series, level, window) is inserted and that window's count grows by one. So the count of every window of every
+/// level, and of the month (the billing period for now), is the exact number of distinct values. Group-by makes
+/// each combination of group values its own series; a UNIQUE_COUNT meter with a group-by also keeps a customer-wide
+/// series, so that the customer's distinct count over all groups is exact too (summing the groups would count a
+/// value seen in two groups twice).
+/// </para>
+/// <para>
+/// Exactly once: an event changes the stores only the first time its (tenant, id) is seen. The stores, the series
+/// directory, the counters and the current-period totals are checkpointed together with the position of the next
+/// record; recovery restores them and replays from that position, so every event after it is applied exactly once
+/// more, and none before it.
+/// </para>
+/// <para>
+/// Threads: only the loop touches the stores and the series directory. Queries and checkpoint requests are queued
+/// to the loop and run between two records, so they never race the writer and always see whole events.
+/// </para>
+/// </summary>
+internal sealed class PartitionAggregator : IAsyncDisposable
+{
+    private readonly IPartitionLog _log;
+    private readonly IMeterCatalog _catalog;
+    private readonly PeriodTotals _totals;
+    private readonly string _directory;
+    private readonly long _retention;
+    private readonly int _batchSize;
+    private readonly long _compactionBytes;
+    private readonly TimeSpan _checkpointInterval;
+    private readonly TimeProvider _time;
+    private readonly AggregateStore _aggregates;
+    private readonly DedupeStore _dedupe;
+    private readonly AggregateFunctions _aggregateFunctions = new();
+    private readonly DedupeFunctions _dedupeFunctions = new();
+    private readonly SeriesDirectory _series = new();
+    private readonly ConcurrentDictionary<UInt128, TenantStats> _tenants = new();
+    private readonly List<PeriodTotal> _ownedTotals = [];
+    private readonly ConcurrentQueue<PartitionWork> _work = new();
+    private readonly List<PartitionWork> _waiting = [];
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Dictionary<(string, string), long> _restoredInvalid = [];
+
+    private IPartitionLogReader _reader = null!;
+    private MeterTable _meters = null!;
+    private TaskCompletionSource _signal = NewSignal();
+    private Task _loop = Task.CompletedTask;
+    private MonthCache _months;
+    private byte[] _scratch = new byte[4096];
+    private long _position;
+    private long _progress;
+    private long _checkpointPosition = -1;
+    private long _sequence;
+    private long _maxIngestTime;
+    private long _malformed;
+    private int _disposed;
+    private Exception? _failure;
+
+    private PartitionAggregator(IPartitionLog log, IMeterCatalog catalog, PeriodTotals totals, AggregatorOptions options, TimeProvider time, string directory)
+    {
+        _log = log;
+        _catalog = catalog;
+        _totals = totals;
+        _directory = directory;
+        _retention = checked((long)options.DedupeRetention.TotalMicroseconds * 1000);
+        _batchSize = options.BatchSize;
+        _compactionBytes = options.DedupeCompactionBytes;
+        _checkpointInterval = options.CheckpointInterval;
+        _time = time;
+        _aggregates = new AggregateStore(Path.Combine(directory, "aggregates"), StoreSizes.From(options, options.AggregatesMemoryBytes),
+            AggregateKeyComparer.Instance, _aggregateFunctions);
+        try
+        {
+            _dedupe = new DedupeStore(Path.Combine(directory, "dedupe"), StoreSizes.From(options, options.DedupeMemoryBytes),
+                HashKeyComparer.Instance, _dedupeFunctions);
+        }
+        catch
+        {
+            _aggregates.Dispose();
+            throw;
+        }
+    }
+
+    public int Index => _log.Index;
+
+    public long MalformedRecords => Volatile.Read(ref _malformed);
+
+    /// <summary>Every record before this position is applied.</summary>
+    public long Progress => Volatile.Read(ref _progress);
+
+    /// <summary>Opens the stores, restores the latest complete checkpoint (if any) and starts the loop.</summary>
+    public static PartitionAggregator Start(IPartitionLog log, IMeterCatalog catalog, PeriodTotals totals, AggregatorOptions options, TimeProvider time)
+    {
+        string directory = Path.Combine(Path.GetFullPath(options.Directory), $"p{log.Index}");
+        Directory.CreateDirectory(directory);
+        var manifest = CheckpointManifest.TryRead(directory);
+        if (manifest is null)
+        {
+            // No complete checkpoint: whatever a crashed first run left in the stores is not consistent with any
+            // log position, so start them empty and replay the whole log.
+            DeleteIfExists(Path.Combine(directory, "aggregates"));
+            DeleteIfExists(Path.Combine(directory, "dedupe"));
+        }
+        var partition = new PartitionAggregator(log, catalog, totals, options, time, directory);
+        try
+        {
+            partition.Recover(manifest);
+            partition._meters = MeterTable.Build(catalog, null, partition._restoredInvalid);
+            partition._reader = log.OpenReader(partition._position);
+            partition._loop = Task.Run(partition.RunLoopAsync);
+            return partition;
+        }
+        catch
+        {
+            partition._aggregates.Dispose();
+            partition._dedupe.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A partition without its loop, for benchmarks and allocation tests: the caller applies records
+    /// with <see cref="Apply"/> on one thread and ends with <see cref="CrashAsync"/> or <see cref="DisposeAsync"/>.</summary>
+    internal static PartitionAggregator OpenDetached(IPartitionLog log, IMeterCatalog catalog, AggregatorOptions options)
+    {
+        AggregatorHost.Validate(options);
+        string directory = Path.Combine(Path.GetFullPath(options.Directory), $"p{log.Index}");
+        DeleteIfExists(directory);
+        Directory.CreateDirectory(directory);
+        var partition = new PartitionAggregator(log, catalog, new PeriodTotals(), options, TimeProvider.System, directory);
+        partition.Recover(null);
+        partition._meters = MeterTable.Build(catalog, null, null);
+        partition._reader = log.OpenReader(partition._position);
+        return partition;
+    }
+
+    private static void DeleteIfExists(string directory)
+    {
+        if (Directory.Exists(directory))
+            Directory.Delete(directory, recursive: true);
+    }
+
+    private void Recover(CheckpointManifest? manifest)
+    {
+        if (manifest is null)
+        {
+            _position = _log.BeginPosition;
+            _progress = _position;
+            return;
+        }
+        if (manifest.Position < _log.BeginPosition)
+            throw new InvalidOperationException(
+                $"Partition {Index}: the aggregator checkpoint resumes at log position {manifest.Position}, but the log begins at {_log.BeginPosition}; the events in between are gone. Restore the log that belongs to this aggregator state, or delete '{_directory}' to rebuild from the log that is left.");
+        _aggregates.Recover(manifest.Aggregates, _aggregateFunctions);
+        _dedupe.Recover(manifest.Dedupe, _dedupeFunctions);
+        ReadState(Path.Combine(_directory, manifest.StateFile));
+        _sequence = manifest.Sequence;
+        _position = manifest.Position;
+        _progress = _position;
+        _checkpointPosition = _position;
+    }
+
+    // ---------------------------------------------------------------- the loop
+
+    private async Task RunLoopAsync()
+    {
+        try
+        {
+            await LoopAsync(_stop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+            // stopping
+        }
+        catch (Exception e)
+        {
+            // The partition cannot go on (a disk or store failure): fail the waiting work and every later request,
+            // instead of leaving them to hang. Nothing is lost: restart recovers from the last checkpoint.
+            Volatile.Write(ref _failure, e);
+            FailWork(new InvalidOperationException($"The aggregator of partition {Index} stopped: {e.Message}", e));
+            throw;
+        }
+    }
+
+    private void FailWork(Exception error)
+    {
+        while (_work.TryDequeue(out var work))
+            work.Fail(error);
+        foreach (var work in _waiting)
+            work.Fail(error);
+        _waiting.Clear();
+    }
+
+    private async Task LoopAsync(CancellationToken token)
+    {
+        using var timer = new PeriodicTimer(_checkpointInterval, _time);
+        Task<bool>? recordsReady = null;
+        Task<bool>? tick = null;
+        while (!token.IsCancellationRequested)
+        {
+            // Replace a completed signal before looking at the queue: work queued later completes the new one.
+            if (_signal.Task.IsCompleted)
+                Volatile.Write(ref _signal, NewSignal());
+            if (_catalog.Version != _meters.Version)
+                Volatile.Write(ref _meters, MeterTable.Build(_catalog, _meters, _restoredInvalid));
+
+            int applied = ApplyBatch();
+            await RunReadyWorkAsync(token).ConfigureAwait(false);
+
+            tick ??= timer.WaitForNextTickAsync(token).AsTask();
+            if (tick.IsCompleted)
+            {
+                tick = null;
+                if (token.IsCancellationRequested)
+                    break;
+                await CheckpointAsync(token).ConfigureAwait(false);
+            }
+            if (applied == _batchSize || _signal.Task.IsCompleted)
+                continue;
+
+            recordsReady ??= _reader.WaitForRecordsAsync(token).AsTask();
+            if (!recordsReady.IsCompleted)
+                await Task.WhenAny(recordsReady, _signal.Task, tick!).ConfigureAwait(false);
+            if (recordsReady.IsCompleted)
+            {
+                bool open = recordsReady.IsCompletedSuccessfully && recordsReady.Result;
+                recordsReady = null;
+                if (!open)
+                    break; // stopping, or the log was closed under us
+            }
+        }
+    }
+
+    /// <summary>Applies up to one batch of committed records.</summary>
+    private int ApplyBatch()
+    {
+        int applied = 0;
+        long committed = _log.CommittedPosition;
+        while (applied < _batchSize)
+        {
+            if (!_reader.TryReadNext(out var record, out _, out long next))
+            {
+                // Every record before the committed position seen before the read is applied (this also covers
+                // the padding at a page's end, which no record's next position reaches).
+                Volatile.Write(ref _progress, Math.Max(Math.Max(committed, _position), _progress));
+                return applied;
+            }
+            Apply(record.Span);
+            _position = next;
+            applied++;
+        }
+        Volatile.Write(ref _progress, Math.Max(_position, _progress));
+        return applied;
+    }
+
+    // ---------------------------------------------------------------- the hot path
+
+    /// <summary>Dedupes and aggregates one encoded record. Allocates nothing unless the event starts a new series
+    /// or a new current-period total (or the stores wait for the disk).</summary>
+    internal void Apply(ReadOnlySpan<byte> record)
+    {
+        if (!EventRecord.TryRead(record, out var e))
+        {
+            // Ingest only appends records it encoded; a record that does not decode cannot be made right by retrying.
+            Volatile.Write(ref _malformed, _malformed + 1);
+            return;
+        }
+        // The longest identity built from a record is shorter than twice the record (fields plus length prefixes).
+        if (_scratch.Length < (2 * record.Length) + 1024)
+            _scratch = new byte[(2 * record.Length) + 1024];
+        if (e.IngestTimeUnixNanos > _maxIngestTime)
+            _maxIngestTime = e.IngestTimeUnixNanos;
+
+        var builder = new KeyBuilder(_scratch, KeyBuilder.Dedupe);
+        builder.Field(e.Tenant);
+        builder.Field(e.Id);
+        var key = new HashKey(builder.Hash());
+        // Kept for the retention after the later of the event's time and its ingest time: a resent event with no
+        // time of its own gets a later ingest time, and ingest rejects any event older than the backdating limit.
+        var expiry = new DedupeValue { ExpiresAt = Math.Max(e.EventTimeUnixNanos, e.IngestTimeUnixNanos) + _retention };
+        if (_dedupe.Rmw(ref key, ref expiry).Existed)
+        {
+            CountDuplicate(e.Tenant);
+            return;
+        }
+
+        var meters = _meters.Find(e.Tenant, e.Type, _scratch);
+        if (meters is null)
+            return;
+        // LATEST and TIME_WEIGHTED_SUM break ties of equal event times by the id's hash: any order of arrival gives the same result.
+        var idHash = System.IO.Hashing.XxHash128.HashToUInt128(e.Id);
+        foreach (var meter in meters)
+            ApplyMeter(meter, e, idHash);
+    }
+
+    private void ApplyMeter(CompiledMeter meter, scoped in EventRecordView e, UInt128 idHash)
+    {
+        if (e.IngestTimeUnixNanos < meter.CreatedAt)
+            return;
+
+        // One pass over the data finds the value and the group values (as offsets into the data; -1: absent).
+        Span<int> groups = stackalloc int[2 * MeterDefinition.MaxGroupBy];
+        groups.Fill(-1);
+        int valueStart = -1, valueLength = 0;
+        var data = e.DataBytes;
+        var valueProperty = meter.Aggregation == Aggregation.Count ? null : meter.ValueProperty;
+        var groupBy = meter.GroupBy;
+        foreach (var entry in e.Data)
+        {
+            if (valueProperty is not null && valueStart < 0 && entry.Key.SequenceEqual(valueProperty))
+            {
+                valueStart = OffsetIn(data, entry.Value);
+                valueLength = entry.Value.Length;
+            }
+            for (int g = 0; g < groupBy.Length; g++)
+            {
+                if (groups[2 * g] < 0 && entry.Key.SequenceEqual(groupBy[g]))
+                {
+                    groups[2 * g] = OffsetIn(data, entry.Value);
+                    groups[(2 * g) + 1] = entry.Value.Length;
+                }
+            }
+        }
+
+        decimal value = 0;
+        var raw = valueStart >= 0 ? data.Slice(valueStart, valueLength) : default;
+        if (valueProperty is not null)
+        {
+            if (valueStart < 0 || (meter.Aggregation != Aggregation.UniqueCount && !TryParseDecimal(raw, out value)))
+            {
+                meter.CountInvalid();
+                return;
+            }
+        }
+
+        long time = e.EventTimeUnixNanos;
+        var level = meter.BaseWindow;
+        long start = Windows.Start(level, time);
+        var series = SeriesId(meter, e, data, groups, customerTotal: false);
+        TouchSeries(series, meter, e, data, groups, customerTotal: false, start);
+
+        if (meter.Aggregation == Aggregation.UniqueCount)
+        {
+            ApplyUnique(meter, e, data, groups, series, raw, time, start);
+            return;
+        }
+
+        var input = new AggregateInput
+        {
+            Aggregation = meter.Aggregation,
+            Value = value,
+            Time = time,
+            IdLow = (ulong)idHash,
+            IdHigh = (ulong)(idHash >> 64),
+            WindowEnd = Windows.End(level, start),
+        };
+        var key = new AggregateKey(series, level, start);
+        var output = _aggregates.Rmw(ref key, ref input);
+        if (output.Rejected)
+        {
+            meter.CountInvalid();
+            return;
+        }
+        AddToPeriodTotal(meter, e, time, input, output.Delta);
+    }
+
+    /// <summary>UNIQUE_COUNT: first-seen markers per level (base window up to the month), for the series and, with a
+    /// group-by, for the customer-wide series; each new marker counts one distinct value in its window.</summary>
+    private void ApplyUnique(CompiledMeter meter, scoped in EventRecordView e, ReadOnlySpan<byte> data, ReadOnlySpan<int> groups,
+        UInt128 series, ReadOnlySpan<byte> value, long time, long baseStart)
+    {
+        UInt128 total = series;
+        if (meter.HasCustomerTotalSeries)
+        {
+            total = SeriesId(meter, e, data, groups, customerTotal: true);
+            TouchSeries(total, meter, e, data, groups, customerTotal: true, baseStart);
+        }
+        var count = new AggregateInput { Aggregation = Aggregation.UniqueCount };
+        for (var level = meter.BaseWindow; level <= WindowSize.Month; level++)
+        {
+            long start = level == WindowSize.Month ? _months.Start(time) : Windows.Start(level, time);
+            long end = Windows.End(level, start);
+            bool newInSeries = TryMark(series, level, start, end, value);
+            if (newInSeries)
+                CountDistinct(series, level, start);
+            bool newForCustomer = newInSeries;
+            if (meter.HasCustomerTotalSeries)
+            {
+                newForCustomer = TryMark(total, level, start, end, value);
+                if (newForCustomer)
+                    CountDistinct(total, level, start);
+            }
+            if (level == WindowSize.Month && newForCustomer)
+                AddToPeriodTotal(meter, e, time, count, 0);
+        }
+    }
+
+    /// <summary>Inserts the first-seen marker of <paramref name="value"/> in a series' window; true when it is new.
+    /// A marker is needed until no event of its window can arrive any more: the window's end plus the retention.</summary>
+    private bool TryMark(UInt128 series, WindowSize level, long start, long end, ReadOnlySpan<byte> value)
+    {
+        var builder = new KeyBuilder(_scratch, KeyBuilder.Marker);
+        builder.Hash128(series);
+        builder.Byte((byte)level);
+        builder.Int64(start);
+        builder.Field(value);
+        var key = new HashKey(builder.Hash());
+        var expiry = new DedupeValue { ExpiresAt = end + _retention };
+        return !_dedupe.Rmw(ref key, ref expiry).Existed;
+    }
+
+    private void CountDistinct(UInt128 series, WindowSize level, long start)
+    {
+        var key = new AggregateKey(series, level, start);
+        var input = new AggregateInput { Aggregation = Aggregation.UniqueCount };
+        _aggregates.Rmw(ref key, ref input);
+    }
+
+    private void AddToPeriodTotal(CompiledMeter meter, scoped in EventRecordView e, long time, in AggregateInput input, decimal delta)
+    {
+        var builder = new KeyBuilder(_scratch, KeyBuilder.Entitlement);
+        builder.Field(e.Tenant);
+        builder.Field(meter.Key);
+        builder.Field(e.Customer);
+        var total = _totals.GetOrAdd(builder.Hash(), out bool added);
+        if (added)
+            _ownedTotals.Add(total);
+        total.Add(_months.Start(time), input, delta);
+    }
+
+    /// <summary>The series' identity: (tenant, meter, customer, kind, group values).</summary>
+    private UInt128 SeriesId(CompiledMeter meter, scoped in EventRecordView e, ReadOnlySpan<byte> data, ReadOnlySpan<int> groups, bool customerTotal)
+    {
+        var builder = new KeyBuilder(_scratch, KeyBuilder.Series);
+        builder.Field(e.Tenant);
+        builder.Field(meter.Key);
+        builder.Field(e.Customer);
+        builder.Byte(customerTotal ? (byte)1 : (byte)0);
+        if (!customerTotal)
+        {
+            int count = meter.GroupBy.Length;
+            builder.Byte((byte)count);
+            for (int g = 0; g < count; g++)
+                builder.Field(GroupValue(data, groups, g));
+        }
+        return builder.Hash();
+    }
+
+    private void TouchSeries(UInt128 id, CompiledMeter meter, scoped in EventRecordView e, ReadOnlySpan<byte> data, ReadOnlySpan<int> groups,
+        bool customerTotal, long windowStart)
+    {
+        if (!_series.TryGet(id, out var series))
+            series = AddSeries(id, meter, e.Customer, data, groups, customerTotal);
+        series.Touch(windowStart);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private Series AddSeries(UInt128 id, CompiledMeter meter, ReadOnlySpan<byte> customer, ReadOnlySpan<byte> data, ReadOnlySpan<int> groups, bool customerTotal)
+    {
+        var values = customerTotal ? [] : new string[meter.GroupBy.Length];
+        for (int g = 0; g < values.Length; g++)
+            values[g] = Encoding.UTF8.GetString(GroupValue(data, groups, g));
+        var series = new Series
+        {
+            Id = id,
+            Tenant = meter.Definition.Tenant,
+            MeterKey = meter.Definition.Key,
+            Customer = Encoding.UTF8.GetString(customer),
+            GroupValues = values,
+            CustomerTotal = customerTotal,
+        };
+        _series.Add(series);
+        return series;
+    }
+
+    /// <summary>A group value; an absent key counts as the empty value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ReadOnlySpan<byte> GroupValue(ReadOnlySpan<byte> data, ReadOnlySpan<int> groups, int g)
+        => groups[2 * g] < 0 ? default : data.Slice(groups[2 * g], groups[(2 * g) + 1]);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int OffsetIn(ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner)
+        => (int)Unsafe.ByteOffset(ref MemoryMarshal.GetReference(outer), ref MemoryMarshal.GetReference(inner));
+
+    /// <summary>A decimal number as ingest keeps it: the exact text, optionally with a sign, a fraction and an exponent.</summary>
+    internal static bool TryParseDecimal(ReadOnlySpan<byte> text, out decimal value)
+    {
+        if (Utf8Parser.TryParse(text, out value, out int consumed) && consumed == text.Length)
+            return true;
+        return Utf8Parser.TryParse(text, out value, out consumed, 'E') && consumed == text.Length && text.Length > 0;
+    }
+
+    private void CountDuplicate(ReadOnlySpan<byte> tenant)
+    {
+        var builder = new KeyBuilder(_scratch, KeyBuilder.Tenant);
+        builder.Field(tenant);
+        var key = builder.Hash();
+        if (!_tenants.TryGetValue(key, out var stats))
+            stats = AddTenant(key, tenant);
+        Volatile.Write(ref stats.Duplicates, stats.Duplicates + 1);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private TenantStats AddTenant(UInt128 key, ReadOnlySpan<byte> tenant)
+    {
+        var stats = new TenantStats(Encoding.UTF8.GetString(tenant));
+        _tenants[key] = stats;
+        return stats;
+    }
+
+    // ---------------------------------------------------------------- counters (any thread)
+
+    public long Duplicates(string tenant)
+        => _tenants.TryGetValue(KeyBuilder.TenantKey(tenant), out var stats) ? Volatile.Read(ref stats.Duplicates) : 0;
+
+    public void AddInvalidCounts(string tenant, Dictionary<string, long> counts)
+    {
+        foreach (var (key, meter) in Volatile.Read(ref _meters).ByKey)
+        {
+            if (key.Tenant == tenant)
+                counts[key.Key] = counts.GetValueOrDefault(key.Key) + meter.Invalid;
+        }
+    }
+
+    // ---------------------------------------------------------------- work queued to the loop
+
+    /// <summary>Runs <paramref name="run"/> on the loop once every record before <paramref name="minPosition"/> is applied.</summary>
+    public Task<T> Submit<T>(long minPosition, Func<PartitionAggregator, CancellationToken, ValueTask<T>> run)
+    {
+        var work = new PartitionWork<T>(minPosition, run);
+        if (Volatile.Read(ref _disposed) != 0)
+            return Task.FromException<T>(new ObjectDisposedException(nameof(PartitionAggregator)));
+        _work.Enqueue(work);
+        Volatile.Read(ref _signal).TrySetResult();
+        if (Volatile.Read(ref _failure) is { } failure)
+        {
+            // The loop is gone: nobody else will take work off the queue.
+            while (_work.TryDequeue(out var stranded))
+                stranded.Fail(new InvalidOperationException($"The aggregator of partition {Index} stopped: {failure.Message}", failure));
+        }
+        return work.Task;
+    }
+
+    private async ValueTask RunReadyWorkAsync(CancellationToken cancellationToken)
+    {
+        while (_work.TryDequeue(out var work))
+            _waiting.Add(work);
+        if (_waiting.Count == 0)
+            return;
+        long progress = Progress;
+        for (int i = 0; i < _waiting.Count; i++)
+        {
+            var work = _waiting[i];
+            if (work.MinPosition > progress)
+                continue;
+            _waiting.RemoveAt(i--);
+            await work.RunAsync(this, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    // ---------------------------------------------------------------- queries (on the loop)
+
+    public bool HasCustomer(string tenant, string customer) => _series.HasCustomer(tenant, customer);
+
+    /// <summary>Reads the windows of every series that matches the plan and merges them into the plan's rows.</summary>
+    public void Query(QueryPlan plan, RowAccumulator rows)
+    {
+        var input = default(AggregateInput);
+        foreach (var series in _series.ForMeter(plan.Tenant, plan.Meter.Key))
+        {
+            if (series.CustomerTotal != plan.CustomerTotal || (plan.Customer is not null && series.Customer != plan.Customer)
+                || !plan.Matches(series))
+                continue;
+            var level = plan.ReadLevel;
+            // Only windows that can hold data: between the series' first and last base window.
+            long first = Math.Max(plan.From, Windows.Start(level, series.FirstWindow));
+            long last = Math.Min(plan.To - 1, series.LastWindow);
+            for (long start = first; start <= last; start = Windows.End(level, start))
+            {
+                var key = new AggregateKey(series.Id, level, start);
+                if (!_aggregates.TryRead(ref key, ref input, out var output) || output.State.IsEmpty)
+                    continue;
+                var state = plan.Meter.Aggregation == Aggregation.TimeWeightedSum
+                    ? output.State.CloseReading(Windows.End(level, start))
+                    : output.State;
+                rows.Add(series, Windows.Start(plan.WindowSize, start), state);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- checkpoints
+
+    /// <summary>
+    /// Takes a checkpoint at the current position (on the loop, between records): both FASTER checkpoints, then the
+    /// state file, then the manifest that makes them one unit, then lets the log drop the records before the position.
+    /// </summary>
+    internal async ValueTask CheckpointAsync(CancellationToken cancellationToken)
+    {
+        long position = _position;
+        if (position == _checkpointPosition)
+            return; // nothing applied since the last checkpoint
+        CompactDedupe();
+        var aggregates = await _aggregates.CheckpointAsync(cancellationToken).ConfigureAwait(false);
+        var dedupe = await _dedupe.CheckpointAsync(cancellationToken).ConfigureAwait(false);
+        long sequence = _sequence + 1;
+        string stateFile = $"state-{sequence:D10}.bin";
+        WriteState(Path.Combine(_directory, stateFile));
+        new CheckpointManifest(sequence, position, aggregates, dedupe, stateFile).Write(_directory);
+        _sequence = sequence;
+        _checkpointPosition = position;
+
+        _aggregates.PurgeExcept(aggregates);
+        _dedupe.PurgeExcept(dedupe);
+        foreach (string file in Directory.EnumerateFiles(_directory, "state-*.bin"))
+        {
+            if (Path.GetFileName(file) != stateFile)
+                File.Delete(file);
+        }
+        _log.TruncateBefore(position);
+    }
+
+    /// <summary>Drops expired event ids and markers from the oldest quarter of the dedupe log once it is long.
+    /// "Now" is the latest ingest time applied, not the clock, so that a replay compacts the same way.</summary>
+    private void CompactDedupe()
+    {
+        long bytes = _dedupe.LogBytes;
+        if (bytes <= _compactionBytes)
+            return;
+        long until = Math.Min(_dedupe.Kv.Log.BeginAddress + (bytes / 4), _dedupe.Kv.Log.SafeReadOnlyAddress);
+        if (until > _dedupe.Kv.Log.BeginAddress)
+            _dedupe.Session.Compact(until, FASTER.core.CompactionType.Scan, new ExpiredDedupeEntries(_maxIngestTime));
+    }
+
+    /// <summary>Compacts now, whatever the log's length (tests).</summary>
+    internal void CompactDedupeNow()
+    {
+        long until = _dedupe.Kv.Log.SafeReadOnlyAddress;
+        if (until > _dedupe.Kv.Log.BeginAddress)
+            _dedupe.Session.Compact(until, FASTER.core.CompactionType.Scan, new ExpiredDedupeEntries(_maxIngestTime));
+    }
+
+    internal long DedupeLogBegin => _dedupe.Kv.Log.BeginAddress;
+
+    private const int StateFormat = 1;
+
+    private void WriteState(string path)
+    {
+        using (var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+        {
+            using (var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true))
+            {
+                writer.Write(StateFormat);
+                writer.Write(_maxIngestTime);
+                writer.Write(_malformed);
+                writer.Write(_tenants.Count);
+                foreach (var stats in _tenants.Values)
+                {
+                    writer.Write(stats.Tenant);
+                    writer.Write(stats.Duplicates);
+                }
+                writer.Write(_meters.ByKey.Count);
+                foreach (var (key, meter) in _meters.ByKey)
+                {
+                    writer.Write(key.Tenant);
+                    writer.Write(key.Key);
+                    writer.Write(meter.Invalid);
+                }
+                writer.Write(_series.Count);
+                foreach (var series in _series.All)
+                {
+                    WriteUInt128(writer, series.Id);
+                    writer.Write(series.Tenant);
+                    writer.Write(series.MeterKey);
+                    writer.Write(series.Customer);
+                    writer.Write(series.CustomerTotal);
+                    writer.Write(series.GroupValues.Length);
+                    foreach (string value in series.GroupValues)
+                        writer.Write(value);
+                    writer.Write(series.FirstWindow);
+                    writer.Write(series.LastWindow);
+                }
+                writer.Write(_ownedTotals.Count);
+                foreach (var total in _ownedTotals)
+                {
+                    total.Read(out long periodStart, out var state);
+                    WriteUInt128(writer, total.Key);
+                    writer.Write(periodStart);
+                    WriteState(writer, state);
+                }
+            }
+            stream.Flush(flushToDisk: true);
+        }
+    }
+
+    private void ReadState(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        using var reader = new BinaryReader(stream, Encoding.UTF8);
+        int format = reader.ReadInt32();
+        if (format != StateFormat)
+            throw new InvalidOperationException($"The aggregator state file '{path}' has format {format}; this version reads format {StateFormat}.");
+        _maxIngestTime = reader.ReadInt64();
+        _malformed = reader.ReadInt64();
+        for (int i = reader.ReadInt32(); i > 0; i--)
+        {
+            var stats = new TenantStats(reader.ReadString()) { Duplicates = reader.ReadInt64() };
+            _tenants[KeyBuilder.TenantKey(stats.Tenant)] = stats;
+        }
+        for (int i = reader.ReadInt32(); i > 0; i--)
+        {
+            string tenant = reader.ReadString();
+            string key = reader.ReadString();
+            _restoredInvalid[(tenant, key)] = reader.ReadInt64();
+        }
+        for (int i = reader.ReadInt32(); i > 0; i--)
+        {
+            var id = ReadUInt128(reader);
+            string tenant = reader.ReadString(), meterKey = reader.ReadString(), customer = reader.ReadString();
+            bool customerTotal = reader.ReadBoolean();
+            var values = new string[reader.ReadInt32()];
+            for (int v = 0; v < values.Length; v++)
+                values[v] = reader.ReadString();
+            var series = new Series { Id = id, Tenant = tenant, MeterKey = meterKey, Customer = customer, GroupValues = values, CustomerTotal = customerTotal };
+            series.Touch(reader.ReadInt64());
+            series.Touch(reader.ReadInt64());
+            _series.Add(series);
+        }
+        for (int i = reader.ReadInt32(); i > 0; i--)
+        {
+            var total = _totals.GetOrAdd(ReadUInt128(reader), out _);
+            long periodStart = reader.ReadInt64();
+            total.Write(periodStart, ReadState(reader));
+            _ownedTotals.Add(total);
+        }
+    }
+
+    private static void WriteUInt128(BinaryWriter writer, UInt128 value)
+    {
+        writer.Write((ulong)value);
+        writer.Write((ulong)(value >> 64));
+    }
+
+    private static UInt128 ReadUInt128(BinaryReader reader)
+    {
+        ulong low = reader.ReadUInt64();
+        return new UInt128(reader.ReadUInt64(), low);
+    }
+
+    private static void WriteState(BinaryWriter writer, in AggregateState state)
+    {
+        writer.Write(state.Sum);
+        writer.Write(state.Min);
+        writer.Write(state.Max);
+        writer.Write(state.Latest);
+        writer.Write(state.Count);
+        writer.Write(state.LatestTime);
+        writer.Write(state.LatestIdLow);
+        writer.Write(state.LatestIdHigh);
+    }
+
+    private static AggregateState ReadState(BinaryReader reader) => new()
+    {
+        Sum = reader.ReadDecimal(),
+        Min = reader.ReadDecimal(),
+        Max = reader.ReadDecimal(),
+        Latest = reader.ReadDecimal(),
+        Count = reader.ReadInt64(),
+        LatestTime = reader.ReadInt64(),
+        LatestIdLow = reader.ReadUInt64(),
+        LatestIdHigh = reader.ReadUInt64(),
+    };
+
+    // ---------------------------------------------------------------- shutdown
+
+    /// <summary>Stops the loop, takes the final checkpoint and closes the stores.</summary>
+    public ValueTask DisposeAsync() => CloseAsync(checkpoint: true);
+
+    /// <summary>Stops without a checkpoint, as a crash would (tests): what is not checkpointed is replayed on restart.</summary>
+    internal ValueTask CrashAsync() => CloseAsync(checkpoint: false);
+
+    private async ValueTask CloseAsync(bool checkpoint)
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
+        _stop.Cancel();
+        try
+        {
+            await _loop.ConfigureAwait(false);
+            // The loop has ended, so this thread is now the stores' only user.
+            if (checkpoint)
+                await CheckpointAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        finally
+        {
+            FailWork(new ObjectDisposedException(nameof(PartitionAggregator), "The aggregator was stopped."));
+            _reader.Dispose();
+            _aggregates.Dispose();
+            _dedupe.Dispose();
+            _stop.Dispose();
+        }
+    }
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+}
+
+/// <summary>Work queued to a partition's loop.</summary>
+internal abstract class PartitionWork(long minPosition)
+{
+    public long MinPosition { get; } = minPosition;
+
+    public abstract ValueTask RunAsync(PartitionAggregator partition, CancellationToken cancellationToken);
+
+    public abstract void Fail(Exception error);
+}
+
+internal sealed class PartitionWork<T>(long minPosition, Func<PartitionAggregator, CancellationToken, ValueTask<T>> run) : PartitionWork(minPosition)
+{
+    private readonly TaskCompletionSource<T> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Task<T> Task => _done.Task;
+
+    public override async ValueTask RunAsync(PartitionAggregator partition, CancellationToken cancellationToken)
+    {
+        try
+        {
+            _done.TrySetResult(await run(partition, cancellationToken).ConfigureAwait(false));
+        }
+        catch (Exception e)
+        {
+            _done.TrySetException(e);
+        }
+    }
+
+    public override void Fail(Exception error) => _done.TrySetException(error);
+}

@@ -1,0 +1,90 @@
+using System.Collections.Concurrent;
+
+namespace AlphaMesh.Aggregator.Internal;
+
+/// <summary>
+/// The current period's total of one (tenant, meter, customer), written by the loop of the partition that owns
+/// the customer and read by entitlement checks on any thread. A sequence lock makes the reads consistent without
+/// ever blocking the reader behind the writer (or the writer behind readers): the writer makes the version odd,
+/// writes, and makes it even again; a reader retries when it saw an odd version or the version changed.
+/// </summary>
+internal sealed class PeriodTotal
+{
+    private int _version;
+    private long _periodStart;
+    private AggregateState _state;
+
+    public PeriodTotal(UInt128 key) => Key = key;
+
+    public UInt128 Key { get; }
+
+    /// <summary>Adds an event of the period starting at <paramref name="periodStart"/>. An event of an earlier
+    /// period than the current one changes nothing here (it is in the window aggregates); a later one starts a new period.
+    /// <paramref name="apply"/> is the event as applied to a window; for TIME_WEIGHTED_SUM, <paramref name="delta"/>
+    /// is the change of its window's value, and for UNIQUE_COUNT the caller calls only for a new distinct value.</summary>
+    public void Add(long periodStart, in AggregateInput apply, decimal delta)
+    {
+        var state = _state;
+        if (periodStart < _periodStart)
+            return;
+        if (periodStart > _periodStart)
+            state = default;
+        if (apply.Aggregation == Aggregation.TimeWeightedSum)
+        {
+            state.Sum += delta;
+            state.Count++;
+        }
+        else
+        {
+            state.Apply(apply, out _);
+        }
+        Write(periodStart, state);
+    }
+
+    public void Write(long periodStart, in AggregateState state)
+    {
+        int version = _version;
+        Volatile.Write(ref _version, version + 1);
+        Interlocked.MemoryBarrier();
+        _periodStart = periodStart;
+        _state = state;
+        Volatile.Write(ref _version, version + 2);
+    }
+
+    public void Read(out long periodStart, out AggregateState state)
+    {
+        var spin = new SpinWait();
+        while (true)
+        {
+            int before = Volatile.Read(ref _version);
+            periodStart = _periodStart;
+            state = _state;
+            Interlocked.MemoryBarrier();
+            if ((before & 1) == 0 && Volatile.Read(ref _version) == before)
+                return;
+            spin.SpinOnce(sleep1Threshold: -1);
+        }
+    }
+}
+
+/// <summary>All current-period totals, shared by the partitions (each customer's totals are written by one loop).</summary>
+internal sealed class PeriodTotals
+{
+    private readonly ConcurrentDictionary<UInt128, PeriodTotal> _totals = new();
+
+    public bool TryGet(UInt128 key, out PeriodTotal total) => _totals.TryGetValue(key, out total!);
+
+    /// <summary>Only the owning loop creates a customer's entries, so get-or-add never races with itself.</summary>
+    public PeriodTotal GetOrAdd(UInt128 key, out bool added)
+    {
+        if (_totals.TryGetValue(key, out var total))
+        {
+            added = false;
+            return total;
+        }
+        total = new PeriodTotal(key);
+        _totals[key] = total;
+        added = true;
+        return total;
+    }
+}

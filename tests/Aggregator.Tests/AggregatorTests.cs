@@ -1,0 +1,341 @@
+using AlphaMesh.Aggregator.Internal;
+
+namespace AlphaMesh.Aggregator.Tests;
+
+public sealed class AggregatorTests
+{
+    private static readonly DateTime Noon = new(2026, 3, 10, 12, 0, 0, DateTimeKind.Utc);
+
+    private static UsageQuery Query(string tenant, string meter, WindowSize? size = null, string? customer = null,
+        string[]? groupBy = null, Dictionary<string, string>? filters = null) => new()
+        {
+            Tenant = tenant,
+            MeterKey = meter,
+            Customer = customer,
+            From = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero),
+            To = new DateTimeOffset(2026, 4, 1, 0, 0, 0, TimeSpan.Zero),
+            WindowSize = size,
+            GroupBy = groupBy,
+            Filters = filters,
+        };
+
+    /// <summary>One meter per aggregation over the same randomized events.</summary>
+    private static async Task<List<MeterDefinition>> AllMetersAsync(Harness harness)
+    {
+        var meters = new List<MeterDefinition>();
+        foreach (var aggregation in Enum.GetValues<Aggregation>())
+        {
+            var window = aggregation == Aggregation.UniqueCount ? WindowSize.Minute : WindowSize.Hour;
+            string property = aggregation == Aggregation.UniqueCount ? "user" : "tokens";
+            meters.Add(await harness.MeterAsync("acme", aggregation.ToString().ToLowerInvariant(), aggregation, property, window, "api_call", "region", "model"));
+        }
+        // Same tenant, another meter key over the same type without grouping, and the other tenant's meter.
+        meters.Add(await harness.MeterAsync("acme", "sum-flat", Aggregation.Sum, window: WindowSize.Day));
+        meters.Add(await harness.MeterAsync("globex", "sum", Aggregation.Sum, window: WindowSize.Minute));
+        return meters;
+    }
+
+    /// <summary>The query shapes compared for every meter: base windows, one customer by day with every group,
+    /// month with a filter, and day grouped in another key order.</summary>
+    private static IEnumerable<UsageQuery> Shapes(MeterDefinition meter)
+    {
+        yield return Query(meter.Tenant, meter.Key);
+        if (meter.GroupBy.Count == 0)
+        {
+            yield return Query(meter.Tenant, meter.Key, WindowSize.Month);
+            yield return Query(meter.Tenant, meter.Key, WindowSize.Day, customer: "c1");
+            yield break;
+        }
+        yield return Query(meter.Tenant, meter.Key, WindowSize.Day, customer: "c1", groupBy: ["region", "model"]);
+        yield return Query(meter.Tenant, meter.Key, WindowSize.Month, groupBy: ["model"], filters: new() { ["region"] = "eu" });
+        yield return Query(meter.Tenant, meter.Key, WindowSize.Day, groupBy: ["model", "region"]);
+        yield return Query(meter.Tenant, meter.Key, WindowSize.Month, customer: "c2");
+    }
+
+    private static async Task AssertMatchesOracleAsync(Harness harness, List<MeterDefinition> meters)
+    {
+        foreach (var meter in meters)
+        {
+            foreach (var query in Shapes(meter))
+            {
+                var expected = Oracle.Usage(harness.Appended, meter, query);
+                var actual = Oracle.Actual(await harness.Aggregator.Usage.QueryAsync(query));
+                Assert.True(expected.Count > 0 || meter.Tenant == "globex", $"{meter.Key}: the oracle has no rows; the test data misses this case");
+                Assert.Equal(expected.OrderBy(r => r.Key, StringComparer.Ordinal), actual.OrderBy(r => r.Key, StringComparer.Ordinal));
+            }
+            var counters = harness.Aggregator.GetCounters(meter.Tenant);
+            Assert.Equal(Oracle.Valid(harness.Appended, meter).Invalid, counters.InvalidByMeter.GetValueOrDefault(meter.Key));
+        }
+        foreach (string tenant in new[] { "acme", "globex" })
+        {
+            int duplicates = harness.Appended.Count(e => e.Tenant == tenant) - Oracle.Unique(harness.Appended).Count(e => e.Tenant == tenant);
+            Assert.Equal(duplicates, harness.Aggregator.GetCounters(tenant).Duplicates);
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public async Task Query_EveryAggregationOnRandomEvents_EqualsOracle(int seed)
+    {
+        await using var harness = new Harness();
+        var meters = await AllMetersAsync(harness);
+        await harness.StartAsync();
+        var random = new Random(seed);
+        var first = RandomEvents.Generate(random, 600);
+        // Half in one append, then the rest with resends of the first half in later batches.
+        await harness.AppendAsync(first);
+        await harness.AppendAsync(RandomEvents.Generate(random, 600, first, "f"));
+
+        await AssertMatchesOracleAsync(harness, meters);
+    }
+
+    [Fact]
+    public async Task Recover_CheckpointThenMoreEventsThenCrash_EqualsOracle()
+    {
+        await using var harness = new Harness();
+        var meters = await AllMetersAsync(harness);
+        await harness.StartAsync();
+        var random = new Random(42);
+        var first = RandomEvents.Generate(random, 500);
+        await harness.AppendAsync(first);
+        await harness.Aggregator.CheckpointAsync();
+        await harness.AppendAsync(RandomEvents.Generate(random, 500, first, "f"));
+
+        await harness.CrashAndRestartAsync(); // no checkpoint: the second half is replayed from the log
+        await harness.Aggregator.WaitForCommittedAsync();
+
+        await AssertMatchesOracleAsync(harness, meters);
+    }
+
+    [Fact]
+    public async Task Recover_CrashBeforeAnyCheckpoint_ReplaysWholeLog()
+    {
+        await using var harness = new Harness();
+        var meters = await AllMetersAsync(harness);
+        await harness.StartAsync();
+        await harness.AppendAsync(RandomEvents.Generate(new Random(7), 400));
+
+        await harness.CrashAndRestartAsync();
+        await harness.Aggregator.WaitForCommittedAsync();
+
+        await AssertMatchesOracleAsync(harness, meters);
+    }
+
+    [Fact]
+    public async Task Recover_GracefulRestartThenResends_CountsNothingTwice()
+    {
+        await using var harness = new Harness();
+        var meters = await AllMetersAsync(harness);
+        await harness.StartAsync();
+        var first = RandomEvents.Generate(new Random(9), 400);
+        await harness.AppendAsync(first);
+
+        await harness.RestartAsync();
+        await harness.AppendAsync(first.Take(200)); // the client resends after the restart
+
+        await AssertMatchesOracleAsync(harness, meters);
+    }
+
+    [Fact]
+    public async Task Checkpoint_AfterEvents_LetsTheLogDropConsumedRecords()
+    {
+        await using var harness = new Harness(partitions: 1);
+        await harness.MeterAsync("acme", "calls", Aggregation.Count);
+        await harness.StartAsync();
+        await harness.AppendAsync(RandomEvents.Generate(new Random(5), 3000));
+        long begin = harness.Log.GetPartition(0).BeginPosition;
+
+        await harness.Aggregator.CheckpointAsync();
+
+        Assert.True(harness.Log.GetPartition(0).BeginPosition > begin);
+        Assert.True(File.Exists(Path.Combine(harness.Options().Directory, "p0", CheckpointManifest.FileName)));
+    }
+
+    [Fact]
+    public async Task Sum_TenEventsOfOneTenth_IsExactlyOne()
+    {
+        await using var harness = new Harness();
+        await harness.MeterAsync("acme", "tokens", Aggregation.Sum);
+        await harness.StartAsync();
+
+        await harness.AppendAsync(Enumerable.Range(0, 10).Select(i => new TestEvent("acme", $"e{i}", "api_call", "c1", Noon, ("tokens", "0.1"))));
+
+        var row = Assert.Single((await harness.Aggregator.Usage.QueryAsync(Query("acme", "tokens"))).Rows);
+        Assert.Equal(1m, row.Value);
+        Assert.Equal("1.0", row.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public async Task Apply_DuplicatesInSameAndLaterBatches_SameUsage()
+    {
+        await using var harness = new Harness();
+        await harness.MeterAsync("acme", "tokens", Aggregation.Sum);
+        await harness.StartAsync();
+        var events = Enumerable.Range(0, 20).Select(i => new TestEvent("acme", $"e{i}", "api_call", "c" + (i % 3), Noon, ("tokens", "2.5"))).ToList();
+
+        await harness.AppendAsync([.. events, .. events.Take(5)]);
+        await harness.AppendAsync(events.Skip(10));
+
+        var rows = (await harness.Aggregator.Usage.QueryAsync(Query("acme", "tokens"))).Rows;
+        Assert.Equal(50m, rows.Sum(r => r.Value));
+        Assert.Equal(15, harness.Aggregator.GetCounters("acme").Duplicates);
+    }
+
+    [Fact]
+    public async Task Query_OtherTenant_SeesNeitherUsageNorCustomers()
+    {
+        await using var harness = new Harness();
+        await harness.MeterAsync("acme", "tokens", Aggregation.Sum);
+        await harness.MeterAsync("globex", "tokens", Aggregation.Sum);
+        await harness.StartAsync();
+
+        await harness.AppendAsync([
+            new TestEvent("acme", "e1", "api_call", "shared", Noon, ("tokens", "5")),
+            new TestEvent("globex", "e1", "api_call", "shared", Noon, ("tokens", "7")),
+            new TestEvent("acme", "e2", "api_call", "acme-only", Noon, ("tokens", "1")),
+        ]);
+
+        var globex = await harness.Aggregator.Usage.QueryAsync(Query("globex", "tokens"));
+        Assert.Equal(7m, Assert.Single(globex.Rows).Value);
+        var foreign = await harness.Aggregator.Usage.QueryAsync(Query("globex", "tokens", customer: "acme-only"));
+        Assert.Empty(foreign.Rows);
+        Assert.False(foreign.CustomerKnown);
+        Assert.True((await harness.Aggregator.Usage.QueryAsync(Query("acme", "tokens", customer: "acme-only"))).CustomerKnown);
+        var missing = await Assert.ThrowsAsync<UsageQueryException>(() => harness.Aggregator.Usage.QueryAsync(Query("globex", "nope")).AsTask());
+        Assert.Equal(UsageQueryError.MeterNotFound, missing.Error);
+        Assert.Equal(0, harness.Aggregator.GetCounters("globex").Duplicates);
+    }
+
+    [Fact]
+    public async Task Apply_LateEvent_LandsInTheWindowOfItsTime()
+    {
+        await using var harness = new Harness();
+        await harness.MeterAsync("acme", "tokens", Aggregation.Sum);
+        await harness.StartAsync();
+        await harness.AppendAsync([new TestEvent("acme", "now", "api_call", "c1", Noon, ("tokens", "1"))]);
+
+        await harness.AppendAsync([new TestEvent("acme", "late", "api_call", "c1", Noon.AddDays(-20).AddMinutes(7), ("tokens", "4"))]);
+
+        var rows = (await harness.Aggregator.Usage.QueryAsync(Query("acme", "tokens"))).Rows;
+        Assert.Equal(2, rows.Count);
+        Assert.Equal(new DateTimeOffset(Noon.AddDays(-20)), rows[0].WindowStart);
+        Assert.Equal(4m, rows[0].Value);
+        Assert.Equal(new DateTimeOffset(Noon), rows[1].WindowStart);
+    }
+
+    [Fact]
+    public async Task Apply_MissingOrNonNumericValue_CountedAsInvalidPerMeter()
+    {
+        await using var harness = new Harness();
+        await harness.MeterAsync("acme", "tokens", Aggregation.Sum);
+        await harness.MeterAsync("acme", "calls", Aggregation.Count);
+        await harness.StartAsync();
+
+        await harness.AppendAsync([
+            new TestEvent("acme", "e1", "api_call", "c1", Noon, ("tokens", "3")),
+            new TestEvent("acme", "e2", "api_call", "c1", Noon),
+            new TestEvent("acme", "e3", "api_call", "c1", Noon, ("tokens", "lots")),
+            new TestEvent("acme", "e4", "api_call", "c1", Noon, ("tokens", "")),
+        ]);
+
+        var counters = harness.Aggregator.GetCounters("acme");
+        Assert.Equal(3, counters.InvalidByMeter["tokens"]);
+        Assert.Equal(0, counters.InvalidByMeter["calls"]);
+        Assert.Equal(3m, Assert.Single((await harness.Aggregator.Usage.QueryAsync(Query("acme", "tokens"))).Rows).Value);
+        Assert.Equal(4m, Assert.Single((await harness.Aggregator.Usage.QueryAsync(Query("acme", "calls"))).Rows).Value);
+    }
+
+    [Fact]
+    public async Task TimeWeightedSum_GaugeReadings_IntegratesUnitSecondsUntilWindowEnd()
+    {
+        await using var harness = new Harness();
+        await harness.MeterAsync("acme", "seats", Aggregation.TimeWeightedSum, "seats");
+        await harness.StartAsync();
+
+        // 10 seats from :00 to :15, 4 from :15 to the hour's end; the next hour starts again at its first reading.
+        await harness.AppendAsync([
+            new TestEvent("acme", "r1", "api_call", "c1", Noon, ("seats", "10")),
+            new TestEvent("acme", "r2", "api_call", "c1", Noon.AddMinutes(15), ("seats", "4")),
+            new TestEvent("acme", "r3", "api_call", "c1", Noon.AddMinutes(5), ("seats", "99")), // out of order in its window: invalid
+            new TestEvent("acme", "r4", "api_call", "c1", Noon.AddMinutes(90), ("seats", "2")),
+        ]);
+
+        var rows = (await harness.Aggregator.Usage.QueryAsync(Query("acme", "seats"))).Rows;
+        Assert.Equal((10m * 900) + (4m * 2700), rows[0].Value);
+        Assert.Equal(2m * 1800, rows[1].Value);
+        var day = Assert.Single((await harness.Aggregator.Usage.QueryAsync(Query("acme", "seats", WindowSize.Day))).Rows);
+        Assert.Equal(rows[0].Value + rows[1].Value, day.Value);
+        Assert.Equal(1, harness.Aggregator.GetCounters("acme").InvalidByMeter["seats"]);
+    }
+
+    [Fact]
+    public async Task UniqueCount_RollUps_CountEachValueOncePerWindow()
+    {
+        await using var harness = new Harness();
+        await harness.MeterAsync("acme", "users", Aggregation.UniqueCount, "user", WindowSize.Minute, "api_call", "region");
+        await harness.StartAsync();
+
+        await harness.AppendAsync([
+            new TestEvent("acme", "e1", "api_call", "c1", Noon, ("user", "ann"), ("region", "eu")),
+            new TestEvent("acme", "e2", "api_call", "c1", Noon.AddMinutes(1), ("user", "ann"), ("region", "us")),
+            new TestEvent("acme", "e3", "api_call", "c1", Noon.AddHours(3), ("user", "bob"), ("region", "eu")),
+            new TestEvent("acme", "e4", "api_call", "c1", Noon.AddDays(1), ("user", "ann"), ("region", "eu")),
+        ]);
+
+        var minutes = (await harness.Aggregator.Usage.QueryAsync(Query("acme", "users"))).Rows;
+        Assert.Equal(4, minutes.Count);
+        Assert.All(minutes, r => Assert.Equal(1m, r.Value));
+        var days = (await harness.Aggregator.Usage.QueryAsync(Query("acme", "users", WindowSize.Day))).Rows;
+        Assert.Equal([2m, 1m], days.Select(r => r.Value));
+        var month = Assert.Single((await harness.Aggregator.Usage.QueryAsync(Query("acme", "users", WindowSize.Month))).Rows);
+        Assert.Equal(2m, month.Value); // not 3: ann in two regions is one user
+        var byRegion = (await harness.Aggregator.Usage.QueryAsync(Query("acme", "users", WindowSize.Month, groupBy: ["region"]))).Rows;
+        Assert.Equal([2m, 1m], byRegion.Select(r => r.Value)); // eu: ann, bob; us: ann
+    }
+
+    [Fact]
+    public async Task Query_UniqueCountOnPartOfItsGroups_IsRejected()
+    {
+        await using var harness = new Harness();
+        await harness.MeterAsync("acme", "users", Aggregation.UniqueCount, "user", WindowSize.Hour, "api_call", "region", "model");
+        await harness.StartAsync();
+
+        var error = await Assert.ThrowsAsync<UsageQueryException>(() => harness.Aggregator.Usage.QueryAsync(Query("acme", "users", groupBy: ["region"])).AsTask());
+
+        Assert.Equal(UsageQueryError.InvalidArgument, error.Error);
+        Assert.Contains("region, model", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Query_WindowFinerThanMeter_IsRejected()
+    {
+        await using var harness = new Harness();
+        await harness.MeterAsync("acme", "tokens", Aggregation.Sum, window: WindowSize.Day);
+        await harness.StartAsync();
+
+        var error = await Assert.ThrowsAsync<UsageQueryException>(() => harness.Aggregator.Usage.QueryAsync(Query("acme", "tokens", WindowSize.Hour)).AsTask());
+
+        Assert.Equal(UsageQueryError.InvalidArgument, error.Error);
+    }
+
+    [Fact]
+    public async Task Apply_OneEventSeveralMeters_FeedsEach()
+    {
+        await using var harness = new Harness();
+        await harness.MeterAsync("acme", "calls", Aggregation.Count);
+        await harness.MeterAsync("acme", "tokens", Aggregation.Sum);
+        await harness.MeterAsync("acme", "peak", Aggregation.Max);
+        await harness.StartAsync();
+
+        await harness.AppendAsync([
+            new TestEvent("acme", "e1", "api_call", "c1", Noon, ("tokens", "3")),
+            new TestEvent("acme", "e2", "api_call", "c1", Noon, ("tokens", "8.25")),
+        ]);
+
+        Assert.Equal(2m, Assert.Single((await harness.Aggregator.Usage.QueryAsync(Query("acme", "calls"))).Rows).Value);
+        Assert.Equal(11.25m, Assert.Single((await harness.Aggregator.Usage.QueryAsync(Query("acme", "tokens"))).Rows).Value);
+        Assert.Equal(8.25m, Assert.Single((await harness.Aggregator.Usage.QueryAsync(Query("acme", "peak"))).Rows).Value);
+    }
+}
