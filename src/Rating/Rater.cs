@@ -254,7 +254,7 @@ public static class Rater
             MeterCode = charge.Meter.Code,
             Model = charge.Model,
             Quantity = usage.Quantity,
-            FreeUnits = usage.Quantity - rated.BillableQuantity,
+            FreeUnits = FreeUnits(usage.Quantity, rated.BillableQuantity),
             BillableQuantity = rated.BillableQuantity,
             EventCount = usage.EventCount,
             BillableEvents = rated.BillableEvents,
@@ -268,6 +268,13 @@ public static class Rater
             Amount = currency.Round(exact, rounding),
         };
     }
+
+    /// <summary>
+    /// <c>quantity - billable</c>. With no units free the two are the same decimal, and the difference is 0 at the
+    /// quantity's scale, which is written directly instead of subtracted.
+    /// </summary>
+    private static decimal FreeUnits(decimal quantity, decimal billable) =>
+        Money.SameBits(quantity, billable) ? new decimal(0, 0, 0, false, quantity.Scale) : quantity - billable;
 
     private static LineSelection Wanted(FixedFee fee) =>
         fee.Timing == FeeTiming.InAdvance ? LineSelection.InAdvanceFees : LineSelection.InArrearsFees;

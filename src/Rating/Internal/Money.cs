@@ -11,6 +11,10 @@ internal static class Money
     public static bool IsPlainZero(decimal value) =>
         Unsafe.As<decimal, UInt128>(ref value) == UInt128.Zero;
 
+    /// <summary>True when <paramref name="a"/> and <paramref name="b"/> are the same decimal, scale included.</summary>
+    public static bool SameBits(decimal a, decimal b) =>
+        Unsafe.As<decimal, UInt128>(ref a) == Unsafe.As<decimal, UInt128>(ref b);
+
     public static decimal Round(decimal amount, int decimals, RoundingMode mode) => mode switch
     {
         RoundingMode.HalfEven => decimal.Round(amount, decimals, MidpointRounding.ToEven),
