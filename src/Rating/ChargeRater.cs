@@ -48,13 +48,12 @@ public static class ChargeRater
     /// <exception cref="ArgumentException"><paramref name="tiers"/> is shorter than <see cref="MaxTierLines"/>.</exception>
     public static ChargeResult Rate(Charge charge, ChargeUsage usage, Span<TierLine> tiers)
     {
-        // decimal.IsNegative is a sign-bit test; the comparison only runs for a negative sign (-0m is not below 0).
-        if ((decimal.IsNegative(usage.Quantity) && usage.Quantity < 0) || usage.EventCount < 0)
+        if (usage.Quantity < 0 || usage.EventCount < 0)
         {
             ThrowNegativeUsage(usage);
         }
 
-        decimal billable = Billable(usage.Quantity, charge.FreeUnits);
+        decimal billable = usage.Quantity > charge.FreeUnits ? usage.Quantity - charge.FreeUnits : 0m;
         switch (charge.Model)
         {
             case StandardModel m:
@@ -90,20 +89,6 @@ public static class ChargeRater
             default:
                 throw new NotSupportedException($"Charge model {charge.Model?.GetType().Name ?? "null"} is not supported.");
         }
-    }
-
-    /// <summary>
-    /// <c>q &gt; free ? q - free : 0m</c>. Without free units (0m itself) <c>q - 0m</c> is <c>q</c> bit for bit, so the
-    /// subtraction is skipped.
-    /// </summary>
-    private static decimal Billable(decimal q, decimal free)
-    {
-        if (Money.IsPlainZero(free))
-        {
-            return q > 0m ? q : 0m;
-        }
-
-        return q > free ? q - free : 0m;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
