@@ -35,9 +35,21 @@ public static class Rater
         const int StackCharges = 64;
         int n = plan.Charges.Length;
         Span<ChargeUsage> byCharge = n <= StackCharges ? stackalloc ChargeUsage[StackCharges] : new ChargeUsage[n];
-        for (int i = 0; i < n; i++)
+        var charges = plan.Charges;
+        if (usage is Dictionary<string, ChargeUsage> dictionary)
         {
-            byCharge[i] = usage.TryGetValue(plan.Charges[i].Meter.Code, out var u) ? u : default;
+            // The usual caller: look up through the class rather than the interface.
+            for (int i = 0; i < n; i++)
+            {
+                byCharge[i] = dictionary.TryGetValue(charges[i].Meter.Code, out var u) ? u : default;
+            }
+        }
+        else
+        {
+            for (int i = 0; i < n; i++)
+            {
+                byCharge[i] = usage.TryGetValue(charges[i].Meter.Code, out var u) ? u : default;
+            }
         }
 
         return RatePeriod(plan, period, activeFrom, activeTo, byCharge[..n], rounding, lines);
@@ -66,13 +78,23 @@ public static class Rater
 
         var from = activeFrom > period.Start ? activeFrom : period.Start;
         var to = activeTo < period.End ? activeTo : period.End;
-        var result = new InvoiceLine[plan.FixedFees.Length + plan.Charges.Length + 1];
+        // Sized for the lines that are always produced, so the array usually needs no resizing; the rare true-up
+        // line grows it by one.
+        int capacity = (lines & LineSelection.Usage) != 0 ? plan.Charges.Length : 0;
+        foreach (var fee in plan.FixedFees)
+        {
+            if ((lines & Wanted(fee)) != 0)
+            {
+                capacity++;
+            }
+        }
+
+        var result = new InvoiceLine[capacity];
         int count = 0;
 
         foreach (var fee in plan.FixedFees)
         {
-            var wanted = fee.Timing == FeeTiming.InAdvance ? LineSelection.InAdvanceFees : LineSelection.InArrearsFees;
-            if ((lines & wanted) != 0)
+            if ((lines & Wanted(fee)) != 0)
             {
                 result[count++] = FeeLine(LineKind.FixedFee, fee, fee.Amount, from, to, days, periodDays, currency, rounding);
             }
@@ -80,26 +102,34 @@ public static class Rater
 
         if ((lines & LineSelection.Usage) != 0)
         {
+            // The usage total is only needed against a minimum commitment.
+            decimal? commitment = plan.MinimumCommitment;
             decimal usageTotal = 0m;
             var charges = plan.Charges;
             for (int i = 0; i < charges.Length; i++)
             {
                 var line = UsageLine(charges[i], usageByCharge[i], from, to, days, periodDays, currency, rounding);
-                usageTotal += line.Amount;
+                if (commitment.HasValue)
+                {
+                    usageTotal += line.Amount;
+                }
+
                 result[count++] = line;
             }
 
-            if (plan.MinimumCommitment is { } commitment)
+            if (commitment.HasValue)
             {
-                decimal owed = Money.Prorate(commitment, days, periodDays);
+                decimal commitmentAmount = commitment.GetValueOrDefault();
+                decimal owed = Money.Prorate(commitmentAmount, days, periodDays);
                 if (usageTotal < owed)
                 {
                     decimal exact = owed - usageTotal;
+                    Array.Resize(ref result, count + 1);
                     result[count++] = new InvoiceLine
                     {
                         Kind = LineKind.MinimumCommitmentTrueUp,
                         Code = "minimum_commitment",
-                        FullPeriodAmount = commitment,
+                        FullPeriodAmount = commitmentAmount,
                         ServiceFrom = from,
                         ServiceTo = to,
                         Days = days,
@@ -207,7 +237,7 @@ public static class Rater
 
         decimal exact = rated.Amount;
         decimal topUp = 0m;
-        if (charge.MinimumSpend > 0)
+        if (!Money.IsPlainZero(charge.MinimumSpend) && charge.MinimumSpend > 0)
         {
             decimal minimum = Money.Prorate(charge.MinimumSpend, days, periodDays);
             if (exact < minimum)
@@ -224,7 +254,7 @@ public static class Rater
             MeterCode = charge.Meter.Code,
             Model = charge.Model,
             Quantity = usage.Quantity,
-            FreeUnits = usage.Quantity - rated.BillableQuantity,
+            FreeUnits = FreeUnits(usage.Quantity, rated.BillableQuantity),
             BillableQuantity = rated.BillableQuantity,
             EventCount = usage.EventCount,
             BillableEvents = rated.BillableEvents,
@@ -238,6 +268,16 @@ public static class Rater
             Amount = currency.Round(exact, rounding),
         };
     }
+
+    /// <summary>
+    /// <c>quantity - billable</c>. With no units free the two are the same decimal, and the difference is 0 at the
+    /// quantity's scale, which is written directly instead of subtracted.
+    /// </summary>
+    private static decimal FreeUnits(decimal quantity, decimal billable) =>
+        Money.SameBits(quantity, billable) ? new decimal(0, 0, 0, false, quantity.Scale) : quantity - billable;
+
+    private static LineSelection Wanted(FixedFee fee) =>
+        fee.Timing == FeeTiming.InAdvance ? LineSelection.InAdvanceFees : LineSelection.InArrearsFees;
 
     private static int CheckPeriod(BillingPeriod period)
     {

@@ -16,28 +16,32 @@ internal static class TierMath
             ThrowTooShort(tiers.Length);
         }
 
+        // Bit-for-bit the same arithmetic as units * price + flatFee per tier summed into a total, with the
+        // operations that cannot change a bit left out (see Money.IsPlainZero): adding a flat fee of 0m, adding
+        // the first amount to a total of 0m. "q is within this tier" is remembered from the tier's own bound
+        // rather than compared again against the next tier's lower bound.
         decimal lower = 0m;
         decimal total = 0m;
         count = 0;
         for (int i = 0; i < tiers.Length; i++)
         {
-            var tier = tiers[i];
-            if (i > 0 && q <= lower)
+            ref readonly var tier = ref tiers[i];
+            bool within = tier.UpTo is not { } upTo || q <= upTo;
+            decimal units = (within ? q : tier.UpTo.GetValueOrDefault()) - lower;
+            decimal amount = units * tier.UnitPrice;
+            if (!Money.IsPlainZero(tier.FlatFee))
             {
-                return total;
+                amount += tier.FlatFee;
             }
 
-            decimal top = tier.UpTo is { } upTo && q > upTo ? upTo : q;
-            decimal units = top - lower;
-            decimal amount = (units * tier.UnitPrice) + tier.FlatFee;
             into[count++] = new TierLine(i + 1, lower, tier.UpTo, units, tier.UnitPrice, tier.FlatFee, amount);
-            total += amount;
-            if (tier.UpTo is not { } bound)
+            total = i == 0 ? amount : total + amount;
+            if (within)
             {
                 return total;
             }
 
-            lower = bound;
+            lower = tier.UpTo.GetValueOrDefault();
         }
 
         // Only a bounded last tier (which validation rejects) can leave units unpriced.
@@ -60,10 +64,15 @@ internal static class TierMath
         decimal lower = 0m;
         for (int i = 0; i < tiers.Length; i++)
         {
-            var tier = tiers[i];
+            ref readonly var tier = ref tiers[i];
             if (tier.UpTo is not { } upTo || q <= upTo)
             {
-                decimal amount = (q * tier.UnitPrice) + tier.FlatFee;
+                decimal amount = q * tier.UnitPrice;
+                if (!Money.IsPlainZero(tier.FlatFee))
+                {
+                    amount += tier.FlatFee;
+                }
+
                 into[0] = new TierLine(i + 1, lower, tier.UpTo, q, tier.UnitPrice, tier.FlatFee, amount);
                 return amount;
             }
