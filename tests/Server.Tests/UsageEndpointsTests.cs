@@ -3,8 +3,10 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
+using AlphaMesh.Aggregator;
 using AlphaMesh.Server.Tests.Support;
 using AlphaMesh.Usage.V1;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace AlphaMesh.Server.Tests;
 
@@ -108,7 +110,7 @@ public sealed class UsageEndpointsTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Meters_OtherTenant_SeesNothingOfAcme()
+    public async Task Meters_OtherTenant_SeesNothingOfAcme404()
     {
         await CreateMeterAsync(TokensMeter);
         await IngestAsync(TokenEvents(count: 30, seed: 3), batchSize: 30);
@@ -123,6 +125,18 @@ public sealed class UsageEndpointsTests : IAsyncLifetime
         Assert.Empty((await ReadJsonAsync(list)).GetProperty("data").EnumerateArray());
         using var own = await SendAsync(HttpMethod.Get, "/v1/meters/tokens", ServerSettings.ReadOnlyKey);
         Assert.Equal(HttpStatusCode.OK, own.StatusCode);
+
+        // Globex's own meter of the same key (its key has no admin scope, so made through the catalog): acme's
+        // customer is still unknown to globex.
+        await _server.App.Services.GetRequiredService<IMeterCatalog>().CreateAsync(new MeterDefinition
+        {
+            Tenant = "globex", Key = "tokens", EventType = "llm_call", Aggregation = Aggregation.Sum, ValueProperty = "tokens",
+        });
+        using var globexAll = await SendAsync(HttpMethod.Get, "/v1/meters/tokens/usage?" + Range(), ServerSettings.OtherTenantKey);
+        Assert.Equal(HttpStatusCode.OK, globexAll.StatusCode);
+        Assert.Empty((await ReadJsonAsync(globexAll)).GetProperty("data").EnumerateArray());
+        using var acmeCustomer = await SendAsync(HttpMethod.Get, "/v1/meters/tokens/usage?customer=cust-1&" + Range(), ServerSettings.OtherTenantKey);
+        Assert.Equal(HttpStatusCode.NotFound, acmeCustomer.StatusCode);
     }
 
     [Fact]

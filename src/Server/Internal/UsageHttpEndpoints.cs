@@ -221,12 +221,15 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
         }
         try
         {
-            using var limited = new MemoryStream();
-            await http.Request.Body.CopyToAsync(limited, http.RequestAborted);
-            if (limited.Length > MaxBodyBytes)
+            // Read at most one byte past the limit, so that a body without a Content-Length cannot grow unbounded.
+            var buffer = new byte[MaxBodyBytes + 1];
+            int length = 0;
+            int read;
+            while (length < buffer.Length && (read = await http.Request.Body.ReadAsync(buffer.AsMemory(length), http.RequestAborted)) > 0)
+                length += read;
+            if (length > MaxBodyBytes)
                 throw new JsonException($"the request is over the limit of {MaxBodyBytes} bytes");
-            limited.Position = 0;
-            var body = await JsonSerializer.DeserializeAsync<T>(limited, Json, http.RequestAborted);
+            var body = JsonSerializer.Deserialize<T>(buffer.AsSpan(0, length), Json);
             if (body is null)
                 throw new JsonException("the body must be a JSON object");
             return body;
