@@ -113,10 +113,33 @@ internal sealed class UsageIngestService : UsageIngestServiceBase
         // Every appended batch is acknowledged before the call ends, even when reading failed:
         // nothing may be written to the stream after this method returns.
         await replyLoop.ConfigureAwait(false);
+        if (failure is RpcException { StatusCode: StatusCode.Unavailable })
+            await DiscardWhileClientReadsRepliesAsync(requests, context.CancellationToken).ConfigureAwait(false);
         if (failure is not null)
         {
             IngestLog.StreamEnded(_logger, principal.TenantId, failure.Message);
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+        }
+    }
+
+    /// <summary>
+    /// On shutdown, keeps the stream open for a moment after the last reply, reading and dropping what the
+    /// client still sends (it gets no reply for those, so the client resends them). Ending at once, while the
+    /// client is still sending, makes HTTP/2 reset the stream and close the connection, and a client may then
+    /// lose replies it had received but not yet read.
+    /// </summary>
+    private static async Task DiscardWhileClientReadsRepliesAsync(IAsyncStreamReader<RawRequest> requests, CancellationToken cancellationToken)
+    {
+        using var grace = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        grace.CancelAfter(TimeSpan.FromSeconds(1));
+        try
+        {
+            while (await requests.MoveNext(grace.Token).ConfigureAwait(false))
+                requests.Current.Return();
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException)
+        {
+            // The grace period ended or the client went away: either way, the stream ends now.
         }
     }
 
