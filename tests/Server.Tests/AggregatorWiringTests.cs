@@ -31,7 +31,10 @@ public sealed class AggregatorWiringTests
             Assert.Equal(Path.Combine(data.Path, "aggregator"), options.Directory);
             await server.App.Services.GetRequiredService<IMeterCatalog>().CreateAsync(new MeterDefinition
             {
-                Tenant = "acme", Key = "calls", EventType = "api_call", Aggregation = Aggregation.Count,
+                Tenant = "acme",
+                Key = "calls",
+                EventType = "api_call",
+                Aggregation = Aggregation.Count,
             });
         }
         Assert.True(File.Exists(Path.Combine(data.Path, "meters.json")));

@@ -130,7 +130,11 @@ public sealed class UsageEndpointsTests : IAsyncLifetime
         // customer is still unknown to globex.
         await _server.App.Services.GetRequiredService<IMeterCatalog>().CreateAsync(new MeterDefinition
         {
-            Tenant = "globex", Key = "tokens", EventType = "llm_call", Aggregation = Aggregation.Sum, ValueProperty = "tokens",
+            Tenant = "globex",
+            Key = "tokens",
+            EventType = "llm_call",
+            Aggregation = Aggregation.Sum,
+            ValueProperty = "tokens",
         });
         using var globexAll = await SendAsync(HttpMethod.Get, "/v1/meters/tokens/usage?" + Range(), ServerSettings.OtherTenantKey);
         Assert.Equal(HttpStatusCode.OK, globexAll.StatusCode);
