@@ -51,7 +51,7 @@ internal static class CloudEventsBatchParser
         EncodedBatch batch, out string? error)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        var checks = new EventChecks(context, "subject");
+        var checks = new EventChecks(context, tenantUtf8, "subject");
         if (batch.PartitionCount != checks.PartitionCount)
             ThrowHelper.ThrowArgument(nameof(batch), "The batch was rented for a different partition count.");
         batch.Clear();

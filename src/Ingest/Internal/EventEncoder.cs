@@ -15,7 +15,7 @@ internal readonly struct EventChecks
     public const long MinTimestampSeconds = -62_135_596_800;
     public const long MaxTimestampSeconds = 253_402_300_799;
 
-    public EventChecks(in IngestContext context, string customerName)
+    public EventChecks(in IngestContext context, ReadOnlySpan<byte> tenant, string customerName)
     {
         if (context.Limits is null)
             ThrowHelper.ThrowArgument(nameof(context), "The context has no limits.");
@@ -29,7 +29,11 @@ internal readonly struct EventChecks
         Earliest = Int128.Max(NowUnixNanos - ((Int128)Limits.BackdatingLimit.Ticks * 100), long.MinValue);
         Latest = Int128.Min(NowUnixNanos + ((Int128)Limits.MaxFutureSkew.Ticks * 100), long.MaxValue);
         CustomerName = customerName;
+        TenantSeed = Partitioning.TenantSeed(tenant);
     }
+
+    /// <summary>The tenant's part of the routing hash, computed once per request rather than per event.</summary>
+    public long TenantSeed { get; }
 
     public IngestLimits Limits { get; }
     public int PartitionCount { get; }
@@ -97,7 +101,7 @@ internal static class EventEncoder
         var id = draft.Id.Of(source);
         var type = draft.Type.Of(source);
         var customer = draft.Customer.Of(source);
-        int partition = Partitioning.PartitionOf(tenant, customer, checks.PartitionCount);
+        int partition = Partitioning.PartitionOf(checks.TenantSeed, customer, checks.PartitionCount);
         var record = batch.BeginRecord(EventRecord.MaxEncodedSize(tenant.Length, id.Length, type.Length, customer.Length, dataBytes, entries.Length));
         int written = EventRecord.WriteHead(record, eventTime, checks.NowUnixNanos, tenant, id, type, customer);
         foreach (ref readonly var slot in entries)

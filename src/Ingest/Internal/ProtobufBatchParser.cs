@@ -38,7 +38,7 @@ internal static class ProtobufBatchParser
         EncodedBatch batch, out string? error)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        var checks = new EventChecks(context, "customer");
+        var checks = new EventChecks(context, tenantUtf8, "customer");
         if (batch.PartitionCount != checks.PartitionCount)
             ThrowHelper.ThrowArgument(nameof(batch), "The batch was rented for a different partition count.");
         batch.Clear();
