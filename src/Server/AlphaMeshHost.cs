@@ -1,10 +1,12 @@
+using AlphaMesh.Aggregator;
 using AlphaMesh.Core;
 using AlphaMesh.Ingest;
+using AlphaMesh.Server.Internal;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace AlphaMesh.Server;
 
-/// <summary>Composes the embedded server: event log, API keys, ingest endpoints.</summary>
+/// <summary>Composes the embedded server: event log, API keys, ingest endpoints, aggregator and usage endpoints.</summary>
 public static class AlphaMeshHost
 {
     /// <summary>Builds the server from the command line, appsettings.json and AlphaMesh__ environment variables.
@@ -49,12 +51,25 @@ public static class AlphaMeshHost
         var apiKeys = LocalApiKeys.Load(builder.Configuration, dataDirectory);
         builder.Services.AddSingleton<IApiKeyStore>(apiKeys.Store);
         builder.Services.AddAlphaMeshIngest(builder.Configuration);
+
+        var aggregatorOptions = BindAggregatorOptions(builder.Configuration, dataDirectory);
+        builder.Services.AddSingleton(aggregatorOptions);
+        builder.Services.AddSingleton(_ => MeterCatalogs.OpenFile(Path.Combine(dataDirectory, "meters.json")));
+        // The factory resolves the event log first, so the container creates the log before the aggregator and,
+        // disposing singletons in reverse order of creation, disposes the aggregator (final checkpoint) before
+        // the log (final commit). The aggregator's start only recovers state and starts its loops.
+        builder.Services.AddSingleton(sp => AggregatorFactory.StartAsync(
+            sp.GetRequiredService<IEventLog>(), sp.GetRequiredService<IMeterCatalog>(), aggregatorOptions).GetAwaiter().GetResult());
+        builder.Services.AddSingleton<UsageHttpEndpoints>();
         overrideServices?.Invoke(builder.Services);
 
         var app = builder.Build();
         // Open the log before taking traffic, so that a broken data directory stops the start with its reason.
         var log = app.Services.GetRequiredService<IEventLog>();
+        // Then recover the aggregator (it replays the log from its last checkpoint) before taking traffic.
+        app.Services.GetRequiredService<IAggregator>();
         app.MapAlphaMeshIngest();
+        app.Services.GetRequiredService<UsageHttpEndpoints>().Map(app);
 
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("AlphaMesh.Server");
         app.Lifetime.ApplicationStarted.Register(() =>
@@ -66,6 +81,24 @@ public static class AlphaMeshHost
         app.Lifetime.ApplicationStopped.Register(() => ServerLog.Stopped(logger));
 
         return app;
+    }
+
+    /// <summary>Binds <c>AlphaMesh:Aggregator</c>; the state lives in <c>&lt;data&gt;/aggregator</c> unless configured.
+    /// Dedupe must remember an event id at least as long as ingest accepts the event: otherwise a resent event
+    /// older than the retention would be counted twice.</summary>
+    internal static AggregatorOptions BindAggregatorOptions(IConfiguration configuration, string dataDirectory)
+    {
+        var options = new AggregatorOptions { Directory = Path.Combine(dataDirectory, "aggregator") };
+        configuration.GetSection("AlphaMesh:Aggregator").Bind(options);
+        options.Directory = Path.GetFullPath(options.Directory);
+        if (options.LimitsFile is { Length: > 0 } limits)
+            options.LimitsFile = Path.GetFullPath(limits);
+        var backdating = configuration.GetValue("AlphaMesh:Ingest:BackdatingLimit", new IngestLimits().BackdatingLimit);
+        if (options.DedupeRetention < backdating)
+            throw new InvalidOperationException(
+                $"AlphaMesh:Aggregator:DedupeRetention ({options.DedupeRetention}) must be at least AlphaMesh:Ingest:BackdatingLimit ({backdating}): " +
+                "a duplicate older than the retention would otherwise be counted again.");
+        return options;
     }
 
     /// <summary>
@@ -90,6 +123,6 @@ internal static partial class ServerLog
     [LoggerMessage(2, LogLevel.Information, "No API key was configured: created tenant 'default' and an API key (all scopes); it is in {KeyFile}, readable only by this user")]
     public static partial void KeyCreated(ILogger logger, string keyFile);
 
-    [LoggerMessage(3, LogLevel.Information, "AlphaMesh stopped taking requests; committing the event log")]
+    [LoggerMessage(3, LogLevel.Information, "AlphaMesh stopped taking requests; checkpointing the aggregator and committing the event log")]
     public static partial void Stopped(ILogger logger);
 }

@@ -1,0 +1,325 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using AlphaMesh.Aggregator;
+using AlphaMesh.Ingest;
+using AlphaMesh.Ingest.Internal;
+
+namespace AlphaMesh.Server.Internal;
+
+/// <summary>
+/// The HTTP endpoints over the aggregator: meters (<c>/v1/meters</c>), usage (<c>/v1/meters/{key}/usage</c>) and
+/// entitlements. They live in the server, not in the aggregator library, so that the library stays free of
+/// ASP.NET; they authorize like ingest (<see cref="BearerAuthorization"/>) and answer errors in the same
+/// <c>{"error":{"code","message"}}</c> shape. Every call is scoped to the API key's tenant: another tenant's
+/// meter or customer looks exactly like one that does not exist (404).
+/// </summary>
+internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalog, IAggregator aggregator, TimeProvider time)
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+    };
+
+    public void Map(IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapPost("/v1/meters", CreateMeterAsync);
+        endpoints.MapGet("/v1/meters", ListMetersAsync);
+        endpoints.MapGet("/v1/meters/{key}", GetMeterAsync);
+        endpoints.MapGet("/v1/meters/{key}/usage", GetUsageAsync);
+        endpoints.MapGet("/v1/customers/{customer}/entitlements/{meter}", CheckEntitlementAsync);
+        endpoints.MapGet("/v1/entitlements", ListLimitsAsync);
+        endpoints.MapPut("/v1/entitlements", SetLimitAsync);
+    }
+
+    private async Task CreateMeterAsync(HttpContext http)
+    {
+        if (await AuthorizeAsync(http, ApiScopes.Admin) is not { } principal)
+            return;
+        var body = await ReadBodyAsync<MeterBody>(http);
+        if (body is null)
+            return;
+        var errors = new List<string>();
+        var aggregation = ParseEnum<Aggregation>(body.Aggregation, "aggregation", required: true, errors);
+        var windowSize = body.WindowSize is null ? WindowSize.Hour : ParseEnum<WindowSize>(body.WindowSize, "windowSize", required: false, errors);
+        if (errors.Count > 0)
+        {
+            await WriteErrorAsync(http, 400, "invalid_argument", string.Join(" ", errors));
+            return;
+        }
+        var definition = new MeterDefinition
+        {
+            Tenant = principal.TenantId,
+            Key = body.Key ?? "",
+            EventType = body.EventType ?? "",
+            Aggregation = aggregation,
+            ValueProperty = string.IsNullOrEmpty(body.ValueProperty) ? null : body.ValueProperty,
+            GroupBy = body.GroupBy ?? [],
+            WindowSize = windowSize,
+        };
+        var existing = catalog.Find(principal.TenantId, definition.Key);
+        try
+        {
+            var meter = await catalog.CreateAsync(definition, http.RequestAborted);
+            await WriteJsonAsync(http, existing is null ? 201 : 200, ToBody(meter));
+        }
+        catch (MeterValidationException e)
+        {
+            await WriteErrorAsync(http, 400, "invalid_argument", string.Join(" ", e.Errors));
+        }
+        catch (MeterConflictException e)
+        {
+            await WriteErrorAsync(http, 409, "already_exists", e.Message);
+        }
+    }
+
+    private async Task ListMetersAsync(HttpContext http)
+    {
+        if (await AuthorizeAsync(http, ApiScopes.Read) is not { } principal)
+            return;
+        var meters = catalog.List(principal.TenantId).Select(ToBody).ToList();
+        await WriteJsonAsync(http, 200, new DataBody<MeterBody>(meters));
+    }
+
+    private async Task GetMeterAsync(HttpContext http, string key)
+    {
+        if (await AuthorizeAsync(http, ApiScopes.Read) is not { } principal)
+            return;
+        if (catalog.Find(principal.TenantId, key) is not { } meter)
+        {
+            await WriteErrorAsync(http, 404, "not_found", $"there is no meter '{key}'");
+            return;
+        }
+        await WriteJsonAsync(http, 200, ToBody(meter));
+    }
+
+    private async Task GetUsageAsync(HttpContext http, string key)
+    {
+        if (await AuthorizeAsync(http, ApiScopes.Read) is not { } principal)
+            return;
+        var query = http.Request.Query;
+        var errors = new List<string>();
+        var from = ParseTime(query["from"], "from", errors);
+        var to = ParseTime(query["to"], "to", errors);
+        WindowSize? windowSize = query["windowSize"].ToString() is { Length: > 0 } w ? ParseEnum<WindowSize>(w, "windowSize", required: true, errors) : null;
+        string? customer = query["customer"].ToString() is { Length: > 0 } c ? c : null;
+        var groupBy = query["groupBy"].ToString().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var filters = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (name, value) in query)
+        {
+            if (name.StartsWith("filter[", StringComparison.Ordinal) && name.EndsWith(']') && name.Length > "filter[]".Length)
+                filters[name["filter[".Length..^1]] = value.ToString();
+            else if (name is not ("from" or "to" or "windowSize" or "customer" or "groupBy"))
+                errors.Add($"unknown query parameter '{name}' (use customer, from, to, windowSize, groupBy, filter[property]).");
+        }
+        if (errors.Count > 0)
+        {
+            await WriteErrorAsync(http, 400, "invalid_argument", string.Join(" ", errors));
+            return;
+        }
+
+        UsageResult result;
+        try
+        {
+            result = await aggregator.Usage.QueryAsync(new UsageQuery
+            {
+                Tenant = principal.TenantId,
+                MeterKey = key,
+                Customer = customer,
+                From = from,
+                To = to,
+                WindowSize = windowSize,
+                GroupBy = groupBy,
+                Filters = filters,
+            }, http.RequestAborted);
+        }
+        catch (UsageQueryException e)
+        {
+            if (e.Error == UsageQueryError.MeterNotFound)
+                await WriteErrorAsync(http, 404, "not_found", $"there is no meter '{key}'");
+            else
+                await WriteErrorAsync(http, 400, "invalid_argument", e.Message);
+            return;
+        }
+        if (customer is not null && !result.CustomerKnown)
+        {
+            await WriteErrorAsync(http, 404, "not_found", $"there is no customer '{customer}'");
+            return;
+        }
+        var rows = result.Rows.Select(r => new UsageRowBody(Rfc3339(r.WindowStart), Rfc3339(r.WindowEnd), r.Customer, r.GroupBy, Number(r.Value))).ToList();
+        await WriteJsonAsync(http, 200, new DataBody<UsageRowBody>(rows));
+    }
+
+    /// <summary>Served from memory. A customer without usage is not a 404 here: a gateway asks before the customer's
+    /// first event, and the answer is per tenant anyway (another tenant's usage never shows).</summary>
+    private async Task CheckEntitlementAsync(HttpContext http, string customer, string meter)
+    {
+        if (await AuthorizeAsync(http, ApiScopes.Read) is not { } principal)
+            return;
+        var check = aggregator.Entitlements.Check(principal.TenantId, customer, meter, time.GetUtcNow());
+        if (!check.MeterFound)
+        {
+            await WriteErrorAsync(http, 404, "not_found", $"there is no meter '{meter}'");
+            return;
+        }
+        await WriteJsonAsync(http, 200, new EntitlementBody(check.HasAccess, Number(check.Usage), NumberOrNull(check.Limit),
+            NumberOrNull(check.Remaining), Rfc3339(check.ResetsAt)));
+    }
+
+    private async Task ListLimitsAsync(HttpContext http)
+    {
+        if (await AuthorizeAsync(http, ApiScopes.Read) is not { } principal)
+            return;
+        var limits = aggregator.Entitlements.ListLimits(principal.TenantId).Select(l => new LimitBody(l.MeterKey, l.Customer, Number(l.Limit))).ToList();
+        await WriteJsonAsync(http, 200, new DataBody<LimitBody>(limits));
+    }
+
+    /// <summary>Sets the limit of a meter per calendar month for one customer, or with no customer the tenant's default.</summary>
+    private async Task SetLimitAsync(HttpContext http)
+    {
+        if (await AuthorizeAsync(http, ApiScopes.Admin) is not { } principal)
+            return;
+        var body = await ReadBodyAsync<LimitBody>(http);
+        if (body is null)
+            return;
+        if (string.IsNullOrEmpty(body.Meter) || string.IsNullOrEmpty(body.Limit)
+            || !decimal.TryParse(body.Limit, NumberStyles.Number, CultureInfo.InvariantCulture, out decimal limit) || limit < 0
+            || body.Customer is { Length: 0 })
+        {
+            await WriteErrorAsync(http, 400, "invalid_argument",
+                "send {\"meter\": key, \"customer\": id or null for the tenant's default, \"limit\": a non-negative decimal as a string}");
+            return;
+        }
+        if (catalog.Find(principal.TenantId, body.Meter) is null)
+        {
+            await WriteErrorAsync(http, 404, "not_found", $"there is no meter '{body.Meter}'");
+            return;
+        }
+        await aggregator.Entitlements.SetLimitAsync(new EntitlementLimit(principal.TenantId, body.Meter, body.Customer, limit), http.RequestAborted);
+        await WriteJsonAsync(http, 200, new LimitBody(body.Meter, body.Customer, Number(limit)));
+    }
+
+    private async Task<ApiPrincipal?> AuthorizeAsync(HttpContext http, ApiScopes scope)
+    {
+        var outcome = BearerAuthorization.Check(keys, http.Request.Headers.Authorization, scope, out var principal, out var reason);
+        if (outcome == AuthOutcome.Allowed)
+            return principal;
+        if (outcome == AuthOutcome.Unauthenticated)
+            http.Response.Headers.WWWAuthenticate = "Bearer";
+        await WriteErrorAsync(http, outcome == AuthOutcome.Forbidden ? 403 : 401,
+            outcome == AuthOutcome.Forbidden ? "permission_denied" : "unauthenticated", reason);
+        return null;
+    }
+
+    private static async Task<T?> ReadBodyAsync<T>(HttpContext http) where T : class
+    {
+        const int MaxBodyBytes = 64 * 1024;
+        if (http.Request.ContentLength > MaxBodyBytes)
+        {
+            await WriteErrorAsync(http, 400, "invalid_argument", $"the request is over the limit of {MaxBodyBytes} bytes");
+            return null;
+        }
+        try
+        {
+            // Read at most one byte past the limit, so that a body without a Content-Length cannot grow unbounded.
+            var buffer = new byte[MaxBodyBytes + 1];
+            int length = 0;
+            int read;
+            while (length < buffer.Length && (read = await http.Request.Body.ReadAsync(buffer.AsMemory(length), http.RequestAborted)) > 0)
+                length += read;
+            if (length > MaxBodyBytes)
+                throw new JsonException($"the request is over the limit of {MaxBodyBytes} bytes");
+            var body = JsonSerializer.Deserialize<T>(buffer.AsSpan(0, length), Json);
+            if (body is null)
+                throw new JsonException("the body must be a JSON object");
+            return body;
+        }
+        catch (JsonException e)
+        {
+            await WriteErrorAsync(http, 400, "invalid_argument", "malformed request: " + e.Message);
+            return null;
+        }
+    }
+
+    private static TEnum ParseEnum<TEnum>(string? text, string name, bool required, List<string> errors) where TEnum : struct, Enum
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            if (required)
+                errors.Add($"{name} is required.");
+            return default;
+        }
+        foreach (var value in Enum.GetValues<TEnum>())
+        {
+            if (string.Equals(EnumText(value), text, StringComparison.OrdinalIgnoreCase))
+                return value;
+        }
+        errors.Add($"{name} '{text}' is not one of {string.Join(", ", Enum.GetValues<TEnum>().Select(EnumText))}.");
+        return default;
+    }
+
+    /// <summary>UNIQUE_COUNT for UniqueCount.</summary>
+    private static string EnumText<TEnum>(TEnum value) where TEnum : struct, Enum
+        => JsonNamingPolicy.SnakeCaseUpper.ConvertName(value.ToString());
+
+    private static DateTimeOffset ParseTime(string? text, string name, List<string> errors)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            errors.Add($"{name} is required (an RFC 3339 time, for example 2026-01-01T00:00:00Z).");
+            return default;
+        }
+        if (!DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var value))
+            errors.Add($"{name} '{text}' is not an RFC 3339 time (for example 2026-01-01T00:00:00Z).");
+        return value;
+    }
+
+    private static string Rfc3339(DateTimeOffset value)
+        => value.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF'Z'", CultureInfo.InvariantCulture);
+
+    private static string Number(decimal value) => value.ToString(CultureInfo.InvariantCulture);
+
+    private static string? NumberOrNull(decimal? value) => value is { } v ? Number(v) : null;
+
+    private static MeterBody ToBody(MeterDefinition meter) => new()
+    {
+        Key = meter.Key,
+        EventType = meter.EventType,
+        Aggregation = EnumText(meter.Aggregation),
+        ValueProperty = meter.ValueProperty,
+        GroupBy = [.. meter.GroupBy],
+        WindowSize = EnumText(meter.WindowSize),
+        CreatedAt = Rfc3339(meter.CreatedAt),
+    };
+
+    private static async Task WriteJsonAsync<T>(HttpContext http, int status, T body)
+    {
+        http.Response.StatusCode = status;
+        http.Response.ContentType = "application/json";
+        await JsonSerializer.SerializeAsync(http.Response.Body, body, Json, http.RequestAborted);
+    }
+
+    private static Task WriteErrorAsync(HttpContext http, int status, string code, string message)
+        => WriteJsonAsync(http, status, new ErrorBody(new ErrorDetail(code, message)));
+
+    private sealed class MeterBody
+    {
+        public string? Key { get; set; }
+        public string? EventType { get; set; }
+        public string? Aggregation { get; set; }
+        public string? ValueProperty { get; set; }
+        public List<string>? GroupBy { get; set; }
+        public string? WindowSize { get; set; }
+
+        /// <summary>Set by the server; ignored in a request.</summary>
+        public string? CreatedAt { get; set; }
+    }
+
+    private sealed record DataBody<T>(IReadOnlyList<T> Data);
+
+    private sealed record UsageRowBody(string WindowStart, string WindowEnd, string Customer, IReadOnlyDictionary<string, string> GroupBy, string Value);
+
+    private sealed record EntitlementBody(bool HasAccess, string Usage, string? Limit, string? Remaining, string ResetsAt);
+
+    private sealed record LimitBody(string? Meter, string? Customer, string? Limit);
+}

@@ -1,0 +1,91 @@
+using AlphaMesh.Aggregator;
+using AlphaMesh.Core;
+using AlphaMesh.Server.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace AlphaMesh.Server.Tests;
+
+public sealed class AggregatorWiringTests
+{
+    [Fact]
+    public void Build_DedupeRetentionBelowBackdatingLimit_FailsNamingBothSettings()
+    {
+        using var data = new TempDirectory();
+        var settings = new ServerSettings(data.Path);
+        settings.Extra["AlphaMesh:Aggregator:DedupeRetention"] = "10.00:00:00";
+        settings.Extra["AlphaMesh:Ingest:BackdatingLimit"] = "20.00:00:00";
+
+        var error = Assert.Throws<InvalidOperationException>(() => AlphaMeshHost.Build(settings.ToArgs()));
+
+        Assert.Contains("AlphaMesh:Aggregator:DedupeRetention", error.Message, StringComparison.Ordinal);
+        Assert.Contains("AlphaMesh:Ingest:BackdatingLimit", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Build_DefaultSettings_KeepsAggregatorStateAndMetersInDataDirectory()
+    {
+        using var data = new TempDirectory();
+        await using (var server = await InProcessServer.StartAsync(dataDirectory: data.Path))
+        {
+            var options = server.App.Services.GetRequiredService<AggregatorOptions>();
+            Assert.Equal(Path.Combine(data.Path, "aggregator"), options.Directory);
+            await server.App.Services.GetRequiredService<IMeterCatalog>().CreateAsync(new MeterDefinition
+            {
+                Tenant = "acme",
+                Key = "calls",
+                EventType = "api_call",
+                Aggregation = Aggregation.Count,
+            });
+        }
+        Assert.True(File.Exists(Path.Combine(data.Path, "meters.json")));
+        // Disposal took the aggregator's final checkpoint while the log was still open.
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(data.Path, "aggregator"), "checkpoint.manifest", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public async Task Dispose_Server_DisposesAggregatorBeforeEventLog()
+    {
+        var order = new List<string>();
+        using var data = new TempDirectory();
+        var server = await InProcessServer.StartAsync(dataDirectory: data.Path, services: services =>
+        {
+            services.AddSingleton<IEventLog>(sp => new RecordingLog(EventLogFactory.OpenFasterLog(sp.GetRequiredService<EventLogOptions>()), order));
+            services.AddSingleton<IAggregator>(sp => new RecordingAggregator(AggregatorFactory.StartAsync(
+                sp.GetRequiredService<IEventLog>(), sp.GetRequiredService<IMeterCatalog>(), sp.GetRequiredService<AggregatorOptions>())
+                .GetAwaiter().GetResult(), order));
+        });
+
+        await server.DisposeAsync();
+
+        Assert.Equal(["aggregator", "log"], order);
+    }
+
+    private sealed class RecordingLog(IEventLog inner, List<string> order) : IEventLog
+    {
+        public int PartitionCount => inner.PartitionCount;
+        public IPartitionLog GetPartition(int index) => inner.GetPartition(index);
+        public ValueTask CommitAllAsync(CancellationToken cancellationToken = default) => inner.CommitAllAsync(cancellationToken);
+        public async ValueTask DisposeAsync()
+        {
+            lock (order)
+                order.Add("log");
+            await inner.DisposeAsync();
+        }
+    }
+
+    private sealed class RecordingAggregator(IAggregator inner, List<string> order) : IAggregator
+    {
+        public IUsageQuery Usage => inner.Usage;
+        public IEntitlementService Entitlements => inner.Entitlements;
+        public long MalformedRecords => inner.MalformedRecords;
+        public TenantCounters GetCounters(string tenant) => inner.GetCounters(tenant);
+        public ValueTask CheckpointAsync(CancellationToken cancellationToken = default) => inner.CheckpointAsync(cancellationToken);
+        public ValueTask WaitForCommittedAsync(CancellationToken cancellationToken = default) => inner.WaitForCommittedAsync(cancellationToken);
+        public async ValueTask DisposeAsync()
+        {
+            lock (order)
+                order.Add("aggregator");
+            await inner.DisposeAsync();
+        }
+    }
+}
