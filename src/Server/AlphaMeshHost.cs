@@ -6,7 +6,8 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace AlphaMesh.Server;
 
-/// <summary>Composes the embedded server: event log, API keys, ingest endpoints, aggregator and usage endpoints.</summary>
+/// <summary>Composes the embedded server: event log, API keys, ingest endpoints, aggregator, and the usage endpoints
+/// (HTTP and gRPC UsageQuery).</summary>
 public static class AlphaMeshHost
 {
     /// <summary>Builds the server from the command line, appsettings.json and AlphaMesh__ environment variables.
@@ -60,7 +61,9 @@ public static class AlphaMeshHost
         // the log (final commit). The aggregator's start only recovers state and starts its loops.
         builder.Services.AddSingleton(sp => AggregatorFactory.StartAsync(
             sp.GetRequiredService<IEventLog>(), sp.GetRequiredService<IMeterCatalog>(), aggregatorOptions).GetAwaiter().GetResult());
+        builder.Services.AddSingleton<UsageReader>();
         builder.Services.AddSingleton<UsageHttpEndpoints>();
+        builder.Services.AddAlphaMeshGrpcReflection(Usage.V1.UsageQuery.Descriptor);
         overrideServices?.Invoke(builder.Services);
 
         var app = builder.Build();
@@ -70,6 +73,7 @@ public static class AlphaMeshHost
         app.Services.GetRequiredService<IAggregator>();
         app.MapAlphaMeshIngest();
         app.Services.GetRequiredService<UsageHttpEndpoints>().Map(app);
+        app.MapGrpcService<UsageQueryGrpcService>();
 
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("AlphaMesh.Server");
         app.Lifetime.ApplicationStarted.Register(() =>
