@@ -6,6 +6,7 @@ internal sealed class ServerSettings
     public const string IngestKey = "amk_test_ingest_and_everything_else_0123456789";
     public const string ReadOnlyKey = "amk_test_read_only_0123456789abcdef";
     public const string OtherTenantKey = "amk_test_other_tenant_0123456789abcdef";
+    public const string IngestOnlyKey = "amk_test_ingest_only_0123456789abcdef";
 
     public ServerSettings(string dataDirectory)
     {
@@ -40,6 +41,7 @@ internal sealed class ServerSettings
             args.Add("--AlphaMesh:BootstrapTenant=acme");
             AddKey(args, 0, "acme", ReadOnlyKey, "read");
             AddKey(args, 1, "globex", OtherTenantKey, "ingest,read");
+            AddKey(args, 2, "acme", IngestOnlyKey, "ingest");
         }
         foreach (var (key, value) in Extra)
             args.Add($"--{key}={value}");
