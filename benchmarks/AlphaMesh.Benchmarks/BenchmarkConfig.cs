@@ -41,4 +41,7 @@ public static class Categories
 
     /// <summary>The client SDK's batch encoding.</summary>
     public const string Client = "Client";
+
+    /// <summary>Dedupe and aggregation by a partition's aggregator.</summary>
+    public const string Aggregate = "Aggregate";
 }
