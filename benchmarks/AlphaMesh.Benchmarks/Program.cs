@@ -19,5 +19,11 @@ if (args.Length > 0 && args[0] == "--aggregate-rate")
     return AggregateBenchmarks.RunSustained(millions, args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 1, Console.Out);
 }
 
+// --recovery [millions] and --entitlement-latency [seconds]: see AggregatorRuns.
+if (args.Length > 0 && args[0] == "--recovery")
+    return await AggregatorRuns.RecoveryAsync(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10, Console.Out);
+if (args.Length > 0 && args[0] == "--entitlement-latency")
+    return await AggregatorRuns.EntitlementLatencyAsync(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10, Console.Out);
+
 BenchmarkSwitcher.FromAssembly(typeof(BenchmarkConfig).Assembly).Run(args, new BenchmarkConfig());
 return 0;

@@ -269,6 +269,26 @@ public sealed class AggregatorTests
     }
 
     [Fact]
+    public async Task Loop_CheckpointTicksWhileIdle_KeepsApplyingAndAnswering()
+    {
+        // A checkpoint tick that finds the loop with nothing to apply used to end the loop (it then waited on a
+        // tick it had just consumed), failing every later query of the partition.
+        await using var harness = new Harness(configure: o => o.CheckpointInterval = TimeSpan.FromMilliseconds(20));
+        var meter = await harness.MeterAsync("acme", "tokens", Aggregation.Sum);
+        await harness.StartAsync();
+        for (int round = 0; round < 5; round++)
+        {
+            await harness.AppendAsync(Enumerable.Range(0, 10).Select(i => new TestEvent("acme", $"r{round}e{i}", "api_call", "c" + i, Noon, ("tokens", "1.5"))));
+            await Task.Delay(100); // several ticks pass with nothing to apply
+
+            var query = Query("acme", "tokens");
+            var expected = Oracle.Usage(harness.Appended, meter, query);
+            Assert.Equal(expected.OrderBy(r => r.Key, StringComparer.Ordinal),
+                Oracle.Actual(await harness.Aggregator.Usage.QueryAsync(query)).OrderBy(r => r.Key, StringComparer.Ordinal));
+        }
+    }
+
+    [Fact]
     public async Task Apply_MissingOrNonNumericValue_CountedAsInvalidPerMeter()
     {
         await using var harness = new Harness();

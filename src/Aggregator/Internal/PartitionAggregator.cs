@@ -238,17 +238,17 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             tick ??= timer.WaitForNextTickAsync(token).AsTask();
             if (tick.IsCompleted)
             {
-                tick = null;
                 if (token.IsCancellationRequested)
                     break;
                 await CheckpointAsync(token).ConfigureAwait(false);
+                tick = timer.WaitForNextTickAsync(token).AsTask(); // the wait below needs the next tick
             }
             if (applied == _batchSize || _signal.Task.IsCompleted)
                 continue;
 
             recordsReady ??= _reader.WaitForRecordsAsync(token).AsTask();
             if (!recordsReady.IsCompleted)
-                await Task.WhenAny(recordsReady, _signal.Task, tick!).ConfigureAwait(false);
+                await Task.WhenAny(recordsReady, _signal.Task, tick).ConfigureAwait(false);
             if (recordsReady.IsCompleted)
             {
                 bool open = recordsReady.IsCompletedSuccessfully && recordsReady.Result;
