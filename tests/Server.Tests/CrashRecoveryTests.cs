@@ -117,7 +117,7 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output) : IDisposable
                 int delay = killer.Next(200, 2_000);
                 await Task.Delay(delay);
                 Assert.False(producing.IsCompleted, $"the producer stopped: {producing.Exception}");
-                long acknowledged = client.Counters.EventsAcknowledged;
+                long handed = producer.Handed, acknowledged = client.Counters.EventsAcknowledged;
                 server.Signal(Sigkill);
                 Assert.NotNull(await server.WaitForExitAsync(TimeSpan.FromSeconds(10)));
                 serverOutput.Append(server.Output);
@@ -126,7 +126,7 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output) : IDisposable
 
                 var restart = Stopwatch.StartNew();
                 server = await ServerProcess.StartAsync(settings);
-                output.WriteLine($"trial {trial,2}: SIGKILL {delay,4} ms after ready; handed {producer.Handed,7}, acknowledged {acknowledged,7}; " +
+                output.WriteLine($"trial {trial,2}: SIGKILL {delay,4} ms after ready; handed {handed,7}, acknowledged {acknowledged,7}; " +
                     $"checkpoints {CheckpointSequences()}; restarted in {restart.ElapsedMilliseconds} ms");
             }
 
