@@ -24,7 +24,7 @@ public sealed class CrashCollection
 /// random moments (during appends, group commits and aggregator checkpoints) and restarted on the same data
 /// directory; the SDK resends what was not acknowledged. At the end the usage of every meter, customer, group and
 /// window equals an oracle computed from the events handed to the SDK: nothing lost, nothing counted twice.
-/// Set <c>ALPHAMESH_CRASH_SEED</c> to replay the kill moments and the events of a printed run.
+/// Set <c>ALPHAMESH_CRASH_SEED</c> to repeat the kill delays and the events of a printed run (the timing around them still varies).
 /// </summary>
 [Collection(CrashCollection.Name)]
 public sealed class CrashRecoveryTests(ITestOutputHelper output) : IDisposable
@@ -65,7 +65,7 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output) : IDisposable
         int seed = Environment.GetEnvironmentVariable("ALPHAMESH_CRASH_SEED") is { Length: > 0 } s
             ? int.Parse(s, CultureInfo.InvariantCulture)
             : Random.Shared.Next();
-        output.WriteLine($"seed: {seed} (ALPHAMESH_CRASH_SEED={seed} replays the kill moments and the events)");
+        output.WriteLine($"seed: {seed} (ALPHAMESH_CRASH_SEED={seed} repeats the kill delays and the events)");
         var total = Stopwatch.StartNew();
 
         var settings = new ServerSettings(_data.Path);
