@@ -73,8 +73,10 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output) : IDisposable
         // happen between kills, so that kills land before, during and after them.
         settings.Extra["AlphaMesh:Aggregator:CheckpointInterval"] = "00:00:00.250";
         settings.Extra["AlphaMesh:EventLog:Partitions"] = "2";
-        // Small stores, so that the dedupe store spills to disk during the run and a checkpoint writes little index.
-        settings.Extra["AlphaMesh:Aggregator:IndexBytes"] = (1 << 20).ToString(CultureInfo.InvariantCulture);
+        // Small stores, so that they spill to disk (and the dedupe index overflows its buckets) during the run, and
+        // a checkpoint, which writes the whole index, stays small at this interval.
+        settings.Extra["AlphaMesh:Aggregator:AggregatesIndexBytes"] = (1 << 20).ToString(CultureInfo.InvariantCulture);
+        settings.Extra["AlphaMesh:Aggregator:DedupeIndexBytes"] = (2 << 20).ToString(CultureInfo.InvariantCulture);
         settings.Extra["AlphaMesh:Aggregator:AggregatesMemoryBytes"] = (8 << 20).ToString(CultureInfo.InvariantCulture);
         settings.Extra["AlphaMesh:Aggregator:DedupeMemoryBytes"] = (8 << 20).ToString(CultureInfo.InvariantCulture);
 
