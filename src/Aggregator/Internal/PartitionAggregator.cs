@@ -241,7 +241,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
                 if (token.IsCancellationRequested)
                     break;
                 await CheckpointAsync(token).ConfigureAwait(false);
-                tick = timer.WaitForNextTickAsync(token).AsTask(); // the wait below needs the next tick
+                // Wait for the next tick at once: the wait below needs it (a null task there threw and stopped the
+                // loop at the first timed checkpoint that found no records waiting).
+                tick = timer.WaitForNextTickAsync(token).AsTask();
             }
             if (applied == _batchSize || _signal.Task.IsCompleted)
                 continue;
