@@ -16,8 +16,16 @@ public sealed class TenantApiFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         await Database.InitializeAsync();
-        Server = await InProcessServer.StartAsync(s => s.BillingConnectionString = Database.ConnectionString);
+        Server = await StartServerAsync();
     }
+
+    internal Task<InProcessServer> StartServerAsync() => InProcessServer.StartAsync(s =>
+    {
+        s.BillingConnectionString = Database.ConnectionString;
+        // No timed aggregator checkpoint during these tests: on main the aggregator loop stops at the first timed
+        // checkpoint of an idle partition (fixed on branch crash-test, 7e3784a); these tests are about keys, not usage.
+        s.Extra["AlphaMesh:Aggregator:CheckpointInterval"] = "01:00:00";
+    });
 
     public async Task DisposeAsync()
     {
@@ -283,7 +291,7 @@ public sealed class TenantApiTests(TenantApiFixture fixture) : IClassFixture<Ten
     [Fact]
     public async Task RevokeKey_ThroughOneServer_RejectedOnIngestOfBothWithin5s()
     {
-        await using var other = await InProcessServer.StartAsync(s => s.BillingConnectionString = fixture.Database.ConnectionString);
+        await using var other = await fixture.StartServerAsync();
         using var otherHttp = new HttpClient { BaseAddress = other.Settings.RestAddress };
         var tenant = await CreateTenantAsync();
         var (id, key) = await IssueKeyAsync(tenant);
