@@ -346,6 +346,24 @@ public sealed class TenantApiTests(TenantApiFixture fixture) : IClassFixture<Ten
     }
 
     [Fact]
+    public async Task Post_IdempotencyKeyPastItsRetention_IsTreatedAsNew()
+    {
+        var idempotencyKey = Guid.NewGuid().ToString();
+        await PostAsync("/v1/tenants", OperatorKey, $$"""{"id":"{{NewId()}}","name":"Long ago"}""", idempotencyKey);
+        await using (var connection = new Npgsql.NpgsqlConnection(fixture.Database.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var age = new Npgsql.NpgsqlCommand($"UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = '{idempotencyKey}'", connection);
+            Assert.Equal(1, await age.ExecuteNonQueryAsync());
+        }
+
+        var (status, _, response) = await PostAsync("/v1/tenants", OperatorKey, $$"""{"id":"{{NewId()}}","name":"Today"}""", idempotencyKey);
+
+        Assert.Equal(HttpStatusCode.Created, status);
+        Assert.False(response.Headers.Contains("Idempotent-Replayed"));
+    }
+
+    [Fact]
     public async Task IssueKey_SameIdempotencyKeyFiveAtOnce_OneKeyAndTheSecretOnlyInTheFirstAnswer()
     {
         var tenant = await CreateTenantAsync();
