@@ -154,6 +154,26 @@ public sealed class AggregatorTests
     }
 
     [Fact]
+    public async Task Loop_TimedCheckpointsWhileIdle_KeepsApplyingAndAnswering()
+    {
+        // The server's interval is seconds; a short one makes several ticks fall while the loop waits for records.
+        await using var harness = new Harness(configure: o => o.CheckpointInterval = TimeSpan.FromMilliseconds(20));
+        await harness.MeterAsync("acme", "calls", Aggregation.Count);
+        await harness.StartAsync();
+
+        for (int i = 0; i < 5; i++)
+        {
+            await harness.AppendAsync([new TestEvent("acme", $"e{i}", "api_call", "c1", Noon)]);
+            await Task.Delay(100); // idle: ticks come, the first one after an event takes a checkpoint
+        }
+
+        var row = Assert.Single((await harness.Aggregator.Usage.QueryAsync(Query("acme", "calls"))).Rows);
+        Assert.Equal(5m, row.Value);
+        Assert.True(File.Exists(Path.Combine(harness.Options().Directory, "p0", CheckpointManifest.FileName))
+            || File.Exists(Path.Combine(harness.Options().Directory, "p1", CheckpointManifest.FileName)), "no timed checkpoint was taken");
+    }
+
+    [Fact]
     public async Task Sum_TenEventsOfOneTenth_IsExactlyOne()
     {
         await using var harness = new Harness();

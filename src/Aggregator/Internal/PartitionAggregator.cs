@@ -237,17 +237,19 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             tick ??= timer.WaitForNextTickAsync(token).AsTask();
             if (tick.IsCompleted)
             {
-                tick = null;
                 if (token.IsCancellationRequested)
                     break;
                 await CheckpointAsync(token).ConfigureAwait(false);
+                // Wait for the next tick at once: the wait below needs it (a null task there threw and stopped the
+                // loop at the first timed checkpoint that found no records waiting).
+                tick = timer.WaitForNextTickAsync(token).AsTask();
             }
             if (applied == _batchSize || _signal.Task.IsCompleted)
                 continue;
 
             recordsReady ??= _reader.WaitForRecordsAsync(token).AsTask();
             if (!recordsReady.IsCompleted)
-                await Task.WhenAny(recordsReady, _signal.Task, tick!).ConfigureAwait(false);
+                await Task.WhenAny(recordsReady, _signal.Task, tick).ConfigureAwait(false);
             if (recordsReady.IsCompleted)
             {
                 bool open = recordsReady.IsCompletedSuccessfully && recordsReady.Result;
