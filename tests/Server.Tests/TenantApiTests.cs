@@ -19,13 +19,7 @@ public sealed class TenantApiFixture : IAsyncLifetime
         Server = await StartServerAsync();
     }
 
-    internal Task<InProcessServer> StartServerAsync() => InProcessServer.StartAsync(s =>
-    {
-        s.BillingConnectionString = Database.ConnectionString;
-        // No timed aggregator checkpoint during these tests: on main the aggregator loop stops at the first timed
-        // checkpoint of an idle partition (fixed on branch crash-test, 7e3784a); these tests are about keys, not usage.
-        s.Extra["AlphaMesh:Aggregator:CheckpointInterval"] = "01:00:00";
-    });
+    internal Task<InProcessServer> StartServerAsync() => InProcessServer.StartAsync(s => s.BillingConnectionString = Database.ConnectionString);
 
     public async Task DisposeAsync()
     {
