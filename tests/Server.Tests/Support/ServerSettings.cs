@@ -19,6 +19,10 @@ internal sealed class ServerSettings
     public int RestPort { get; }
     public int GrpcPort { get; }
     public bool WithKeys { get; init; } = true;
+
+    /// <summary>The billing database. By default the shared test database (migrations are safe to run from many servers at
+    /// once); classes that use the billing API give each class its own (<see cref="AlphaMesh.Tests.Shared.TestDatabase"/>).</summary>
+    public string BillingConnectionString { get; set; } = AlphaMesh.Tests.Shared.TestDatabase.AdminConnectionString;
     public Dictionary<string, string> Extra { get; } = [];
 
     public Uri RestAddress => new($"http://127.0.0.1:{RestPort}");
@@ -34,6 +38,7 @@ internal sealed class ServerSettings
             "--Logging:Console:FormatterName=simple",
             // Kestrel warns at every start that HTTP/2 on the REST endpoint needs TLS; known, and noise here.
             "--Logging:LogLevel:Microsoft.AspNetCore.Server.Kestrel=Error",
+            $"--AlphaMesh:Billing:ConnectionString={BillingConnectionString}",
         };
         if (WithKeys)
         {
