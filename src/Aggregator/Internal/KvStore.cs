@@ -153,6 +153,9 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     /// in-memory part is flushed and becomes read-only, so the checkpoint writes only what changed since the last one.</summary>
     public async ValueTask<Guid> CheckpointAsync(CancellationToken cancellationToken)
     {
+        // FASTER takes one checkpoint at a time, and a checkpoint whose caller stopped waiting (the loop is cancelled
+        // at shutdown, then the final checkpoint follows) goes on inside FASTER: let it finish first.
+        await Kv.CompleteCheckpointAsync(cancellationToken).ConfigureAwait(false);
         var (success, token) = await Kv.TakeFullCheckpointAsync(CheckpointType.FoldOver, cancellationToken).ConfigureAwait(false);
         if (!success)
             throw new InvalidOperationException("FASTER refused the checkpoint (another checkpoint was in progress).");
