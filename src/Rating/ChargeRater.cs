@@ -93,7 +93,11 @@ public static class ChargeRater
             ThrowNegativeUsage(usage);
         }
 
-        decimal billable = usage.Quantity > charge.FreeUnits ? usage.Quantity - charge.FreeUnits : 0m;
+        // q - 0m is q itself, bit for bit (0m is rescaled to q's scale and nothing is subtracted), so a charge without
+        // free units skips the subtraction.
+        decimal billable = usage.Quantity > charge.FreeUnits
+            ? (Money.IsPlainZero(charge.FreeUnits) ? usage.Quantity : usage.Quantity - charge.FreeUnits)
+            : 0m;
         switch (charge.Model)
         {
             case StandardModel m:

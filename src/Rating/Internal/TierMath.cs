@@ -19,7 +19,8 @@ internal static class TierMath
         }
 
         // Bit-for-bit the same arithmetic as units * price + flatFee per tier summed into a total, with the
-        // operations that cannot change a bit left out (see Money.IsPlainZero): adding a flat fee of 0m, adding the first amount to a total of 0m. "q is within this tier" is remembered from the tier's own bound
+        // operations that cannot change a bit left out (see Money.IsPlainZero): subtracting the first tier's lower
+        // bound 0m, adding a flat fee of 0m, adding the first amount to a total of 0m. "q is within this tier" is remembered from the tier's own bound
         // rather than compared again against the next tier's lower bound.
         decimal lower = 0m;
         decimal total = 0m;
@@ -28,7 +29,8 @@ internal static class TierMath
         {
             ref readonly var tier = ref tiers[i];
             bool within = tier.UpTo is not { } upTo || q <= upTo;
-            decimal units = (within ? q : tier.UpTo.GetValueOrDefault()) - lower;
+            decimal bound = within ? q : tier.UpTo.GetValueOrDefault();
+            decimal units = i == 0 ? bound : bound - lower; // the first tier's lower bound is 0m: x - 0m is x
             decimal amount = units * tier.UnitPrice;
             if (!Money.IsPlainZero(tier.FlatFee))
             {
