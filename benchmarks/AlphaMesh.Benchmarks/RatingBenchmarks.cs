@@ -38,6 +38,7 @@ public class RatingBenchmarks
 
     private PlanVersion _plan = null!;
     private Dictionary<string, ChargeUsage> _invoiceUsage = null!;
+    private Dictionary<string, ChargeUsage> _invoiceUsageReversed = null!;
     private ChargeUsage[] _usageByCharge = null!;
     private BillingPeriod _period;
 
@@ -71,6 +72,7 @@ public class RatingBenchmarks
         };
         PlanValidator.EnsureValid(_plan);
         _usageByCharge = [.. _plan.Charges.Select(c => _invoiceUsage[c.Meter.Code])];
+        _invoiceUsageReversed = new Dictionary<string, ChargeUsage>(_invoiceUsage.Reverse());
         _period = _plan.Interval.PeriodContaining(new DateOnly(2026, 3, 14), new DateOnly(2026, 1, 1));
     }
 
@@ -90,7 +92,7 @@ public class RatingBenchmarks
     [BenchmarkCategory(Charge)]
     public decimal PercentageCharge() => ChargeRater.Rate(_percentage, _payments, _tiers).Amount;
 
-    /// <summary>The invoice: usage by meter code, the whole period.</summary>
+    /// <summary>The invoice: usage by meter code (a dictionary filled in the plan's charge order), the whole period.</summary>
     [Benchmark(Baseline = true)]
     [BenchmarkCategory(Invoice)]
     public decimal Invoice20Lines() => Rater.RatePeriod(_plan, _period, _invoiceUsage).Total;
@@ -99,6 +101,11 @@ public class RatingBenchmarks
     [BenchmarkCategory(Invoice)]
     public decimal Invoice20Lines_UsageInChargeOrder() =>
         Rater.RatePeriod(_plan, _period, _period.Start, _period.End, _usageByCharge).Total;
+
+    /// <summary>The same with the dictionary filled in the reverse order of the charges: one lookup per charge.</summary>
+    [Benchmark]
+    [BenchmarkCategory(Invoice)]
+    public decimal Invoice20Lines_UsageNotInChargeOrder() => Rater.RatePeriod(_plan, _period, _invoiceUsageReversed).Total;
 
     [Benchmark]
     [BenchmarkCategory(Invoice)]
