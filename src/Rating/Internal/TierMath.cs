@@ -20,8 +20,8 @@ internal static class TierMath
 
         // Bit-for-bit the same arithmetic as units * price + flatFee per tier summed into a total, with the
         // operations that cannot change a bit left out (see Money.IsPlainZero): subtracting the first tier's lower
-        // bound 0m, adding a flat fee of 0m, adding the first amount to a total of 0m. "q is within this tier" is remembered from the tier's own bound
-        // rather than compared again against the next tier's lower bound.
+        // bound 0m, adding a flat fee of 0m, adding the first amount to a total of 0m. "q is within this tier" is
+        // remembered from the tier's own bound rather than compared again against the next tier's lower bound.
         decimal lower = 0m;
         decimal total = 0m;
         count = 0;
