@@ -1,12 +1,34 @@
 #!/usr/bin/env bash
 # Runs every test of AlphaMesh. This is the README's test command, and what CI runs (.ci/run).
-# It installs and starts whatever the tests need; today that is only the .NET SDK itself.
+# It installs and starts whatever the tests need: the .NET SDK must be there; PostgreSQL (Debian's
+# package) is installed if missing, started, and given a role and a test database.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
 dotnet --version >/dev/null 2>&1 || { echo "The .NET 10 SDK is required (dotnet was not found on PATH)." >&2; exit 1; }
+
+# PostgreSQL for the billing tests. They read ALPHAMESH_TEST_POSTGRES and create a database per test
+# class, so the role needs CREATEDB. Everything here is idempotent: a second run changes nothing.
+export ALPHAMESH_TEST_POSTGRES="${ALPHAMESH_TEST_POSTGRES:-Host=127.0.0.1;Port=5432;Username=alphamesh_test;Password=alphamesh_test;Database=alphamesh_test}"
+prepare_postgres() {
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] || { echo "PostgreSQL is missing: run 'apt-get install -y postgresql' as root, or run this script as root." >&2; exit 1; }
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql
+  fi
+  local version
+  version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+  # An already running cluster makes pg_ctlcluster exit 2; that is fine.
+  pg_ctlcluster "$version" main start || pg_ctlcluster "$version" main status >/dev/null
+  su postgres -c "psql -v ON_ERROR_STOP=1 -q" <<'SQL'
+SELECT 'CREATE ROLE alphamesh_test LOGIN CREATEDB PASSWORD ''alphamesh_test'''
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'alphamesh_test') \gexec
+SELECT 'CREATE DATABASE alphamesh_test OWNER alphamesh_test'
+WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'alphamesh_test') \gexec
+SQL
+}
+if [ "${ALPHAMESH_SKIP_POSTGRES_SETUP:-}" != 1 ]; then prepare_postgres; fi
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -13,6 +13,8 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
 fi
 
 data=$(mktemp -d -t alphamesh-load-XXXXXX)
+# The embedded PostgreSQL runs as the postgres user when this runs as root, and must reach the data directory.
+chmod 0755 "$data"
 key="load-$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
 server_pid=""
 cleanup() {

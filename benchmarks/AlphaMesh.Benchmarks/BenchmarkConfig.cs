@@ -43,6 +43,9 @@ public static class Categories
     /// <summary>The client SDK's batch encoding.</summary>
     public const string Client = "Client";
 
+    /// <summary>Dedupe and aggregation by a partition's aggregator.</summary>
+    public const string Aggregate = "Aggregate";
+
     /// <summary>The rating library: one charge, one invoice (per operation, not per event).</summary>
     public const string Rating = "Rating";
 }

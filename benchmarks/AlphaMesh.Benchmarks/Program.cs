@@ -10,5 +10,20 @@ if (args.Length > 0 && args[0] == "--check-budget")
     return AllocationBudget.Check(path, Console.Out);
 }
 
+// --aggregate-rate [millions]: applies that many million new events (default 10) with the aggregate benchmark's
+// setup on one thread and prints the rate of every million: the sustained per-partition rate as the dedupe
+// store grows past its memory, which a BenchmarkDotNet iteration is too short to show.
+if (args.Length > 0 && args[0] == "--aggregate-rate")
+{
+    int millions = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10;
+    return AggregateBenchmarks.RunSustained(millions, args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 1, Console.Out);
+}
+
+// --recovery [millions] and --entitlement-latency [seconds]: see AggregatorRuns.
+if (args.Length > 0 && args[0] == "--recovery")
+    return await AggregatorRuns.RecoveryAsync(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10, Console.Out);
+if (args.Length > 0 && args[0] == "--entitlement-latency")
+    return await AggregatorRuns.EntitlementLatencyAsync(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10, Console.Out);
+
 BenchmarkSwitcher.FromAssembly(typeof(BenchmarkConfig).Assembly).Run(args, new BenchmarkConfig());
 return 0;

@@ -20,6 +20,10 @@ internal sealed class LoadOptions
           --in-flight N      unacknowledged batches per stream (UsageClientOptions.MaxBatchesInFlight, default 8)
           --customers N      distinct customers the events are spread over (default 1000)
           --server-pid PID   also report that process's CPU use over the measured window (Linux /proc)
+          --rest URL         the server's HTTP endpoint, for meters and usage (default http://127.0.0.1:5080)
+          --meters N         meters created on the event type before the run (0 to 3, default 3: a COUNT, a SUM
+                             of tokens by model, a SUM of tokens); with N > 0 the run ends by comparing the COUNT
+                             meter's usage with the events acknowledged (prints lost or doubled, fails on either)
         """;
 
     public Uri Endpoint { get; private set; } = new("http://127.0.0.1:5081");
@@ -32,6 +36,8 @@ internal sealed class LoadOptions
     public int InFlight { get; private set; } = 8;
     public int Customers { get; private set; } = 1000;
     public int? ServerPid { get; private set; }
+    public Uri Rest { get; private set; } = new("http://127.0.0.1:5080");
+    public int Meters { get; private set; } = 3;
 
     /// <summary>Parses the arguments; null (with the reason written) when they are wrong or --help was given.</summary>
     public static LoadOptions? Parse(string[] args, TextWriter error)
@@ -62,6 +68,12 @@ internal sealed class LoadOptions
                     case "--in-flight": options.InFlight = (int)Positive(int.Parse(value, CultureInfo.InvariantCulture), allowZero: false); break;
                     case "--customers": options.Customers = (int)Positive(int.Parse(value, CultureInfo.InvariantCulture), allowZero: false); break;
                     case "--server-pid": options.ServerPid = int.Parse(value, CultureInfo.InvariantCulture); break;
+                    case "--rest": options.Rest = new Uri(value); break;
+                    case "--meters":
+                        options.Meters = int.Parse(value, CultureInfo.InvariantCulture);
+                        if (options.Meters is < 0 or > 3)
+                            throw new ArgumentOutOfRangeException(nameof(value), value, "must be 0 to 3");
+                        break;
                     default: return Fail(error, $"unknown option {name}");
                 }
             }

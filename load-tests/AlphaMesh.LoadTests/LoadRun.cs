@@ -22,6 +22,11 @@ internal static class LoadRun
         string model = options.Rate == 0 ? "closed model, as fast as acknowledged" : $"open model, {options.Rate:N0} events/s offered";
         output.WriteLine($"load: {options.Endpoint} | {model} | {options.Clients} client(s) | batch {options.Batch} | in flight {options.InFlight} | {options.Customers} customers | warmup {options.WarmupSeconds} s, measured {options.DurationSeconds} s");
 
+        using var usage = new UsageCheck(options.Rest, options.Key!);
+        var runStart = DateTimeOffset.UtcNow;
+        if (options.Meters > 0)
+            await usage.CreateMetersAsync(options.Meters, output).ConfigureAwait(false);
+
         var customers = new string[options.Customers];
         for (int i = 0; i < customers.Length; i++)
             customers[i] = "customer-" + i.ToString("D6", CultureInfo.InvariantCulture);
@@ -131,6 +136,16 @@ internal static class LoadRun
 
         bool ok = flushed.EventsRejected == 0 && flushed.EventsFailed == 0 && notOfferedTotal == 0
             && flushed.EventsAcknowledged == flushed.EventsEnqueued && flushed.EventsAcknowledged > 0;
+        if (options.Meters > 0)
+        {
+            // Every event has its own id and none is sent twice by the producers, so the COUNT meter must equal the
+            // events acknowledged (the SDK resends a batch whose reply it missed; dedupe makes that count once).
+            var (total, rows, took) = await usage.CountAllAsync(runStart.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1)).ConfigureAwait(false);
+            long lost = Math.Max(0, flushed.EventsAcknowledged - (long)total), doubled = Math.Max(0, (long)total - flushed.EventsAcknowledged);
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"RESULT usage: {UsageCheck.CountMeter} counts {total:N0} events over {rows:N0} customers for {flushed.EventsAcknowledged:N0} acknowledged: lost {lost}, doubled {doubled}; the query (which waits for aggregation to catch up) took {took.TotalMilliseconds:N0} ms after the last reply"));
+            ok &= lost == 0 && doubled == 0;
+        }
         if (!ok)
             output.WriteLine("FAILED: events were rejected, failed, not offered, or left unacknowledged");
         return ok ? 0 : 1;

@@ -25,8 +25,15 @@ public sealed class AggregatorOptions
     /// <summary>Log page size of both stores.</summary>
     public int PageSizeBytes { get; set; } = 1 << 20;
 
-    /// <summary>Size of each store's hash index (64 bytes per bucket of 7 entries); written with every checkpoint.</summary>
-    public long IndexBytes { get; set; } = 8L << 20;
+    /// <summary>Size of the aggregates store's hash index (64 bytes per bucket of 7 entries); written with every
+    /// checkpoint. About one entry per (series, window) kept: 8 MiB holds 917,504 without overflow buckets.</summary>
+    public long AggregatesIndexBytes { get; set; } = 8L << 20;
+
+    /// <summary>Size of the dedupe store's hash index; written with every checkpoint. One entry per event id still
+    /// remembered (and per UNIQUE_COUNT marker): 64 MiB holds 7.3 million without overflow buckets. Beyond that
+    /// each bucket grows a chain of overflow buckets, and every new event id costs a walk along it (random memory
+    /// accesses), so size it for the ids one partition keeps between compactions.</summary>
+    public long DedupeIndexBytes { get; set; } = 64L << 20;
 
     /// <summary>Segment file size of both stores.</summary>
     public long SegmentSizeBytes { get; set; } = 256L << 20;

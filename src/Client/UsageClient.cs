@@ -45,7 +45,7 @@ public sealed class UsageClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         _options = options;
-        _channel = GrpcChannel.ForAddress(options.Endpoint!, options.ChannelOptions ?? new GrpcChannelOptions { HttpHandler = options.HttpHandler });
+        _channel = GrpcChannel.ForAddress(options.Endpoint!, CreateChannelOptions(options));
 
         var headers = new Metadata();
         if (options.ApiKey is not null)
@@ -64,6 +64,19 @@ public sealed class UsageClient : IAsyncDisposable
         _sender = new BatchSender(_channel.CreateCallInvoker(), headers, _outgoing.Reader, options, _counters, OnBatchFinished);
         _sending = Task.Run(() => _sender.RunAsync(_stop.Token));
     }
+
+    /// <summary>The options of the client's channel: <see cref="UsageClientOptions.ChannelOptions"/> when given.</summary>
+    internal static GrpcChannelOptions CreateChannelOptions(UsageClientOptions options)
+        => options.ChannelOptions ?? new GrpcChannelOptions
+        {
+            HttpHandler = options.HttpHandler,
+            // The channel has a reconnect back-off of its own (1 s, growing to 120 s) and, while it waits, fails
+            // every call at once without trying to connect. Left at its defaults, it made a client that had seen
+            // the server down for a minute wait up to two more minutes after the server was back, whatever
+            // RetryMaxBackoff said. The stream's retry is the one back-off; the channel follows the same bounds.
+            InitialReconnectBackoff = options.RetryMinBackoff,
+            MaxReconnectBackoff = options.RetryMaxBackoff,
+        };
 
     /// <summary>A snapshot of the client's counters.</summary>
     public UsageClientCounters Counters => _counters.Snapshot();

@@ -34,7 +34,8 @@ public sealed class UsageClientOptions
     /// <summary>First back-off after a stream failure; doubles per failed attempt, with jitter. Default 100 ms.</summary>
     public TimeSpan RetryMinBackoff { get; set; } = TimeSpan.FromMilliseconds(100);
 
-    /// <summary>Cap of the back-off between reconnect attempts. Default 10 s.</summary>
+    /// <summary>Cap of the back-off between reconnect attempts (the channel's own reconnect back-off uses the same
+    /// bounds, unless <see cref="ChannelOptions"/> is given). Default 10 s.</summary>
     public TimeSpan RetryMaxBackoff { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
@@ -46,7 +47,8 @@ public sealed class UsageClientOptions
     /// <summary>Optional HTTP handler for the channel (tests, proxies). Ignored when <see cref="ChannelOptions"/> is set.</summary>
     public HttpMessageHandler? HttpHandler { get; set; }
 
-    /// <summary>Optional full channel options; the client creates and disposes its own channel with them.</summary>
+    /// <summary>Optional full channel options; the client creates and disposes its own channel with them. Their
+    /// <c>InitialReconnectBackoff</c> and <c>MaxReconnectBackoff</c> then apply as given (gRPC's defaults: 1 s and 120 s).</summary>
     public GrpcChannelOptions? ChannelOptions { get; set; }
 
     /// <summary>Optional logger for stream failures, reconnects and failed batches.</summary>

@@ -38,6 +38,9 @@ public sealed class ApiPrincipal
     public bool Has(ApiScopes scope) => (Scopes & scope) == scope;
 }
 
+/// <summary>One stored key: the SHA-256 of the key and what it grants.</summary>
+public readonly record struct StoredApiKey(byte[] Sha256, ApiPrincipal Principal);
+
 /// <summary>
 /// Resolves presented API keys. The ingest and query paths call it for every request, so an
 /// implementation answers from memory; keys are kept only as SHA-256 hashes.

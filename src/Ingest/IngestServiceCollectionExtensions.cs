@@ -39,12 +39,21 @@ public static class IngestServiceCollectionExtensions
         // Answer health requests from the checks themselves, not a cache that is filled seconds after start.
         services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false);
         // Reflection lists the contract's services; UsageIngest is bound by hand (its marshallers read raw
-        // bytes), so its descriptor is named here instead of discovered.
-        services.TryAddSingleton(new ReflectionServiceImpl(
+        // bytes), so grpc-dotnet cannot discover it and the listed services are named instead: these here, and
+        // whatever else the host maps, added with AddAlphaMeshGrpcReflection.
+        services.AddAlphaMeshGrpcReflection(
             AlphaMesh.Usage.V1.UsageIngest.Descriptor,
             Grpc.Health.V1.Health.Descriptor,
-            Grpc.Reflection.V1Alpha.ServerReflection.Descriptor));
+            Grpc.Reflection.V1Alpha.ServerReflection.Descriptor);
+        services.TryAddSingleton(sp => new ReflectionServiceImpl(sp.GetRequiredService<IOptions<GrpcReflectionServices>>().Value.Services));
         services.AddGrpcReflection();
+        return services;
+    }
+
+    /// <summary>Adds gRPC services to those the reflection service lists (the host maps them itself).</summary>
+    public static IServiceCollection AddAlphaMeshGrpcReflection(this IServiceCollection services, params Google.Protobuf.Reflection.ServiceDescriptor[] descriptors)
+    {
+        services.Configure<GrpcReflectionServices>(o => o.Services.AddRange(descriptors));
         return services;
     }
 

@@ -1,4 +1,5 @@
 using AlphaMesh.Aggregator;
+using AlphaMesh.BillingApi;
 using AlphaMesh.Core;
 using AlphaMesh.Ingest;
 using AlphaMesh.Server.Internal;
@@ -6,7 +7,8 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace AlphaMesh.Server;
 
-/// <summary>Composes the embedded server: event log, API keys, ingest endpoints, aggregator and usage endpoints.</summary>
+/// <summary>Composes the embedded server: event log, API keys, ingest endpoints, aggregator, the usage endpoints
+/// (HTTP and gRPC UsageQuery) and the billing API.</summary>
 public static class AlphaMeshHost
 {
     /// <summary>Builds the server from the command line, appsettings.json and AlphaMesh__ environment variables.
@@ -49,7 +51,8 @@ public static class AlphaMeshHost
         builder.Services.AddSingleton<IEventLog>(_ => EventLogFactory.OpenFasterLog(eventLogOptions));
 
         var apiKeys = LocalApiKeys.Load(builder.Configuration, dataDirectory);
-        builder.Services.AddSingleton<IApiKeyStore>(apiKeys.Store);
+        // Keys from configuration plus the keys issued through the billing API (PostgreSQL), served from memory.
+        builder.Services.AddAlphaMeshBilling(builder.Configuration, dataDirectory, apiKeys.Keys);
         builder.Services.AddAlphaMeshIngest(builder.Configuration);
 
         var aggregatorOptions = BindAggregatorOptions(builder.Configuration, dataDirectory);
@@ -60,7 +63,9 @@ public static class AlphaMeshHost
         // the log (final commit). The aggregator's start only recovers state and starts its loops.
         builder.Services.AddSingleton(sp => AggregatorFactory.StartAsync(
             sp.GetRequiredService<IEventLog>(), sp.GetRequiredService<IMeterCatalog>(), aggregatorOptions).GetAwaiter().GetResult());
+        builder.Services.AddSingleton<UsageReader>();
         builder.Services.AddSingleton<UsageHttpEndpoints>();
+        builder.Services.AddAlphaMeshGrpcReflection(Usage.V1.UsageQuery.Descriptor);
         overrideServices?.Invoke(builder.Services);
 
         var app = builder.Build();
@@ -68,8 +73,12 @@ public static class AlphaMeshHost
         var log = app.Services.GetRequiredService<IEventLog>();
         // Then recover the aggregator (it replays the log from its last checkpoint) before taking traffic.
         app.Services.GetRequiredService<IAggregator>();
+        // Open (or start) and migrate the billing database and load the API keys before taking traffic.
+        app.Services.GetRequiredService<IApiKeyStore>();
         app.MapAlphaMeshIngest();
+        app.MapAlphaMeshBilling();
         app.Services.GetRequiredService<UsageHttpEndpoints>().Map(app);
+        app.MapGrpcService<UsageQueryGrpcService>();
 
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("AlphaMesh.Server");
         app.Lifetime.ApplicationStarted.Register(() =>

@@ -17,7 +17,8 @@ internal static class LocalApiKeys
     public const string KeysFileName = "api-keys.json";
     public const string BootstrapKeyFileName = "bootstrap-api-key";
 
-    public sealed record Loaded(InMemoryApiKeyStore Store, string? CreatedKeyFile);
+    /// <summary><paramref name="Keys"/> go to the billing API's key store, which serves them with the keys in PostgreSQL.</summary>
+    public sealed record Loaded(InMemoryApiKeyStore Store, IReadOnlyList<StoredApiKey> Keys, string? CreatedKeyFile);
 
     public static Loaded Load(IConfiguration configuration, string dataDirectory)
     {
@@ -51,7 +52,7 @@ internal static class LocalApiKeys
             WriteOwnerOnly(keysFile, JsonSerializer.Serialize(new List<ConfiguredApiKey> { entry }, JsonOptions));
             keys.Add(FromConfiguration(entry));
         }
-        return new Loaded(new InMemoryApiKeyStore(keys), createdKeyFile);
+        return new Loaded(new InMemoryApiKeyStore(keys), keys, createdKeyFile);
     }
 
     private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };

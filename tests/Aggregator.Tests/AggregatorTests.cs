@@ -154,6 +154,26 @@ public sealed class AggregatorTests
     }
 
     [Fact]
+    public async Task Loop_TimedCheckpointsWhileIdle_KeepsApplyingAndAnswering()
+    {
+        // The server's interval is seconds; a short one makes several ticks fall while the loop waits for records.
+        await using var harness = new Harness(configure: o => o.CheckpointInterval = TimeSpan.FromMilliseconds(20));
+        await harness.MeterAsync("acme", "calls", Aggregation.Count);
+        await harness.StartAsync();
+
+        for (int i = 0; i < 5; i++)
+        {
+            await harness.AppendAsync([new TestEvent("acme", $"e{i}", "api_call", "c1", Noon)]);
+            await Task.Delay(100); // idle: ticks come, the first one after an event takes a checkpoint
+        }
+
+        var row = Assert.Single((await harness.Aggregator.Usage.QueryAsync(Query("acme", "calls"))).Rows);
+        Assert.Equal(5m, row.Value);
+        Assert.True(File.Exists(Path.Combine(harness.Options().Directory, "p0", CheckpointManifest.FileName))
+            || File.Exists(Path.Combine(harness.Options().Directory, "p1", CheckpointManifest.FileName)), "no timed checkpoint was taken");
+    }
+
+    [Fact]
     public async Task Sum_TenEventsOfOneTenth_IsExactlyOne()
     {
         await using var harness = new Harness();
@@ -223,6 +243,49 @@ public sealed class AggregatorTests
         Assert.Equal(new DateTimeOffset(Noon.AddDays(-20)), rows[0].WindowStart);
         Assert.Equal(4m, rows[0].Value);
         Assert.Equal(new DateTimeOffset(Noon), rows[1].WindowStart);
+    }
+
+    [Fact]
+    public async Task Apply_NewestWindowCachedAcrossCheckpointAndCrash_EqualsOracle()
+    {
+        // The newest window of each series is kept in memory and written back to the store when a newer window
+        // starts and before a checkpoint: a query, a checkpoint and a crash each at a moment when it holds changes.
+        await using var harness = new Harness();
+        var meters = new[]
+        {
+            await harness.MeterAsync("acme", "sum", Aggregation.Sum),
+            await harness.MeterAsync("acme", "latest", Aggregation.Latest),
+            await harness.MeterAsync("acme", "gauge", Aggregation.TimeWeightedSum),
+        };
+        await harness.StartAsync();
+        int id = 0;
+        List<TestEvent> Events(DateTime hour, int count) => [.. Enumerable.Range(0, count)
+            .Select(i => new TestEvent("acme", $"e{id++}", "api_call", "c1", hour.AddMinutes(i), ("tokens", $"{i}.25")))];
+
+        await harness.AppendAsync(Events(Noon, 5));
+        await AssertUsageAsync();
+        await harness.AppendAsync(Events(Noon.AddHours(1), 5)); // a newer window: the cached one is written back
+        await harness.AppendAsync(Events(Noon, 1).Select(e => e with { Time = Noon.AddMinutes(59) })); // late, into the store
+        await harness.Aggregator.CheckpointAsync(); // the newest window is written back before the store's checkpoint
+        await harness.AppendAsync(Events(Noon.AddHours(1), 3).Select(e => e with { Time = e.Time.AddMinutes(30) }));
+        await AssertUsageAsync();
+
+        await harness.CrashAndRestartAsync(); // the changes after the checkpoint are replayed from the log
+        await harness.Aggregator.WaitForCommittedAsync();
+        await AssertUsageAsync();
+        await harness.AppendAsync(Events(Noon.AddHours(1), 2).Select(e => e with { Time = e.Time.AddMinutes(40) }));
+        await AssertUsageAsync();
+
+        async Task AssertUsageAsync()
+        {
+            foreach (var meter in meters)
+            {
+                var query = Query("acme", meter.Key);
+                var expected = Oracle.Usage(harness.Appended, meter, query);
+                var actual = Oracle.Actual(await harness.Aggregator.Usage.QueryAsync(query));
+                Assert.Equal(expected.OrderBy(r => r.Key, StringComparer.Ordinal), actual.OrderBy(r => r.Key, StringComparer.Ordinal));
+            }
+        }
     }
 
     [Fact]

@@ -15,7 +15,8 @@ public sealed class HotPathTests
             // will use (a page is allocated once, on first use, then recycled).
             o.AggregatesMemoryBytes = 1 << 20;
             o.DedupeMemoryBytes = 64 << 10;
-            o.IndexBytes = 1 << 20;
+            o.AggregatesIndexBytes = 1 << 20;
+            o.DedupeIndexBytes = 1 << 20;
         });
         foreach (var aggregation in Enum.GetValues<Aggregation>())
             await harness.MeterAsync("acme", aggregation.ToString(), aggregation, "tokens", WindowSize.Minute, "api_call", "region");

@@ -96,7 +96,8 @@ internal sealed class Harness : IAsyncDisposable
             PageSizeBytes = 4096,
             AggregatesMemoryBytes = 16 << 10,
             DedupeMemoryBytes = 16 << 10,
-            IndexBytes = 1 << 12,
+            AggregatesIndexBytes = 1 << 12,
+            DedupeIndexBytes = 1 << 12,
             SegmentSizeBytes = 1 << 20,
             BatchSize = 64,
         };

@@ -396,6 +396,26 @@ public sealed class UsageClientTests : IAsyncLifetime
         _server = await RecordingIngestServer.StartAsync(); // for DisposeAsync of the test
     }
 
+    [Fact]
+    public void ChannelOptions_NotGiven_ReconnectBackoffFollowsRetryBackoff()
+    {
+        // gRPC's defaults (1 s growing to 120 s) would fail every call without connecting for up to two minutes
+        // after a long outage; the crash test in Server.Tests showed a client stalled ~50 s after the server was back.
+        var options = new UsageClientOptions
+        {
+            Endpoint = _server.Endpoint,
+            RetryMinBackoff = TimeSpan.FromMilliseconds(20),
+            RetryMaxBackoff = TimeSpan.FromMilliseconds(250),
+        };
+
+        var channel = UsageClient.CreateChannelOptions(options);
+
+        Assert.Equal(options.RetryMinBackoff, channel.InitialReconnectBackoff);
+        Assert.Equal(options.RetryMaxBackoff, channel.MaxReconnectBackoff);
+        var given = new Grpc.Net.Client.GrpcChannelOptions();
+        Assert.Same(given, UsageClient.CreateChannelOptions(new UsageClientOptions { Endpoint = _server.Endpoint, ChannelOptions = given }));
+    }
+
     private UsageClient CreateClient(Action<UsageClientOptions>? configure = null)
     {
         var options = new UsageClientOptions

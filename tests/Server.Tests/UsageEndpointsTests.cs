@@ -1,12 +1,11 @@
 using System.Globalization;
 using System.Net;
-using System.Net.Http.Headers;
-using System.Net.Http.Json;
 using System.Text.Json;
 using AlphaMesh.Aggregator;
 using AlphaMesh.Server.Tests.Support;
 using AlphaMesh.Usage.V1;
 using Microsoft.Extensions.DependencyInjection;
+using Aggregation = AlphaMesh.Aggregator.Aggregation;
 
 namespace AlphaMesh.Server.Tests;
 
@@ -15,13 +14,17 @@ public sealed class UsageEndpointsTests : IAsyncLifetime
 {
     private readonly TempDirectory _data = new();
     private InProcessServer _server = null!;
-    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(60) };
+    private UsageApi _api = null!;
 
-    public async Task InitializeAsync() => _server = await InProcessServer.StartAsync(dataDirectory: _data.Path);
+    public async Task InitializeAsync()
+    {
+        _server = await InProcessServer.StartAsync(dataDirectory: _data.Path);
+        _api = new UsageApi(_server);
+    }
 
     public async Task DisposeAsync()
     {
-        _http.Dispose();
+        _api.Dispose();
         await _server.DisposeAsync();
         _data.Dispose();
     }
@@ -196,8 +199,10 @@ public sealed class UsageEndpointsTests : IAsyncLifetime
         var before = await QueryUsageAsync("/v1/meters/tokens/usage?groupBy=region&" + Range());
         Assert.Equal(Oracle(events), before);
 
+        _api.Dispose();
         await _server.StopAsync();
         _server = await InProcessServer.StartAsync(dataDirectory: _data.Path);
+        _api = new UsageApi(_server);
         await IngestAsync(events, batchSize: 33); // resent after the restart: still duplicates
 
         var after = await QueryUsageAsync("/v1/meters/tokens/usage?groupBy=region&" + Range());
@@ -271,40 +276,14 @@ public sealed class UsageEndpointsTests : IAsyncLifetime
         }
     }
 
-    private async Task CreateMeterAsync(object meter)
-    {
-        using var response = await SendAsync(HttpMethod.Post, "/v1/meters", ServerSettings.IngestKey, meter);
-        Assert.True(response.StatusCode == HttpStatusCode.Created, await response.Content.ReadAsStringAsync());
-    }
+    private Task CreateMeterAsync(object meter) => _api.CreateMeterAsync(meter);
 
-    private async Task IngestAsync(IReadOnlyList<UsageEvent> events, int batchSize)
-    {
-        using var channel = Requests.Channel(_server.Settings.GrpcAddress);
-        var client = new UsageIngest.UsageIngestClient(channel);
-        for (int i = 0; i < events.Count; i += batchSize)
-        {
-            var request = new IngestRequest { BatchId = $"b-{batchSize}-{i}" };
-            request.Events.AddRange(events.Skip(i).Take(batchSize));
-            var reply = await client.IngestAsync(request, Requests.Auth(ServerSettings.IngestKey));
-            Assert.Empty(reply.Rejected);
-        }
-    }
+    private Task IngestAsync(IReadOnlyList<UsageEvent> events, int batchSize) => _api.IngestAsync(events, batchSize);
 
-    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string pathAndQuery, string? key, object? body = null)
-    {
-        using var request = new HttpRequestMessage(method, new Uri(_server.Settings.RestAddress, pathAndQuery));
-        if (key is not null)
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
-        if (body is not null)
-            request.Content = JsonContent.Create(body);
-        return await _http.SendAsync(request);
-    }
+    private Task<HttpResponseMessage> SendAsync(HttpMethod method, string pathAndQuery, string? key, object? body = null)
+        => _api.SendAsync(method, pathAndQuery, key, body);
 
-    private static async Task<JsonElement> ReadJsonAsync(HttpResponseMessage response)
-    {
-        var text = await response.Content.ReadAsStringAsync();
-        return JsonDocument.Parse(text).RootElement.Clone();
-    }
+    private static Task<JsonElement> ReadJsonAsync(HttpResponseMessage response) => UsageApi.ReadJsonAsync(response);
 
     private static decimal ParseDecimal(string? text) => decimal.Parse(text!, CultureInfo.InvariantCulture);
 }

@@ -71,8 +71,8 @@ internal sealed class AggregatorHost : IAggregator
             throw new ArgumentException($"Aggregator.DedupeRetention must be positive, not {options.DedupeRetention}.", nameof(options));
         if (options.BatchSize <= 0)
             throw new ArgumentException($"Aggregator.BatchSize must be positive, not {options.BatchSize}.", nameof(options));
-        StoreSizes.From(options, options.AggregatesMemoryBytes);
-        StoreSizes.From(options, options.DedupeMemoryBytes);
+        StoreSizes.From(options, options.AggregatesMemoryBytes, options.AggregatesIndexBytes, "Aggregates");
+        StoreSizes.From(options, options.DedupeMemoryBytes, options.DedupeIndexBytes, "Dedupe");
     }
 
     public TenantCounters GetCounters(string tenant)

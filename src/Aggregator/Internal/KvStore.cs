@@ -6,22 +6,22 @@ namespace AlphaMesh.Aggregator.Internal;
 /// <summary>The FASTER sizes of one store, as bit counts (validated from <see cref="AggregatorOptions"/>).</summary>
 internal readonly record struct StoreSizes(long IndexBytes, long MemoryBytes, long PageBytes, long SegmentBytes)
 {
-    public static StoreSizes From(AggregatorOptions options, long memoryBytes)
+    public static StoreSizes From(AggregatorOptions options, long memoryBytes, long indexBytes, string store)
     {
         Check(options.PageSizeBytes, nameof(options.PageSizeBytes));
-        Check(memoryBytes, "MemoryBytes");
-        Check(options.IndexBytes, nameof(options.IndexBytes));
+        Check(memoryBytes, store + "MemoryBytes");
+        Check(indexBytes, store + "IndexBytes");
         Check(options.SegmentSizeBytes, nameof(options.SegmentSizeBytes));
         if (options.PageSizeBytes < 4096)
             throw new ArgumentException($"Aggregator.PageSizeBytes must be at least 4096, not {options.PageSizeBytes}.");
         // FASTER needs a few pages in memory: one being filled, others flushing and the read-only region.
         if (memoryBytes < 4L * options.PageSizeBytes)
-            throw new ArgumentException($"The aggregator's store memory ({memoryBytes} bytes) must hold at least four pages of {options.PageSizeBytes} bytes.");
+            throw new ArgumentException($"Aggregator.{store}MemoryBytes ({memoryBytes} bytes) must hold at least four pages of {options.PageSizeBytes} bytes.");
         if (options.SegmentSizeBytes < options.PageSizeBytes)
             throw new ArgumentException($"Aggregator.SegmentSizeBytes ({options.SegmentSizeBytes}) must be at least Aggregator.PageSizeBytes ({options.PageSizeBytes}).");
-        if (options.IndexBytes < 64)
-            throw new ArgumentException($"Aggregator.IndexBytes must be at least 64, not {options.IndexBytes}.");
-        return new StoreSizes(options.IndexBytes, memoryBytes, options.PageSizeBytes, options.SegmentSizeBytes);
+        if (indexBytes < 64)
+            throw new ArgumentException($"Aggregator.{store}IndexBytes must be at least 64, not {indexBytes}.");
+        return new StoreSizes(indexBytes, memoryBytes, options.PageSizeBytes, options.SegmentSizeBytes);
     }
 
     private static void Check(long value, string name)
@@ -103,6 +103,9 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
             output = CompletePending();
         return output;
     }
+
+    /// <summary>Writes the value whole (no read of the old one).</summary>
+    public void Upsert(ref TKey key, ref TValue value) => Session.Upsert(ref key, ref value);
 
     /// <summary>A read; false when the key is absent.</summary>
     public bool TryRead(ref TKey key, ref TInput input, out TOutput output)

@@ -66,6 +66,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private readonly List<PeriodTotal> _ownedTotals = [];
     private readonly ConcurrentQueue<PartitionWork> _work = new();
     private readonly List<PartitionWork> _waiting = [];
+    private readonly List<Series> _dirtySeries = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<(string, string), long> _restoredInvalid = [];
 
@@ -95,11 +96,11 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         _compactionBytes = options.DedupeCompactionBytes;
         _checkpointInterval = options.CheckpointInterval;
         _time = time;
-        _aggregates = new AggregateStore(Path.Combine(directory, "aggregates"), StoreSizes.From(options, options.AggregatesMemoryBytes),
+        _aggregates = new AggregateStore(Path.Combine(directory, "aggregates"), StoreSizes.From(options, options.AggregatesMemoryBytes, options.AggregatesIndexBytes, "Aggregates"),
             AggregateKeyComparer.Instance, _aggregateFunctions);
         try
         {
-            _dedupe = new DedupeStore(Path.Combine(directory, "dedupe"), StoreSizes.From(options, options.DedupeMemoryBytes),
+            _dedupe = new DedupeStore(Path.Combine(directory, "dedupe"), StoreSizes.From(options, options.DedupeMemoryBytes, options.DedupeIndexBytes, "Dedupe"),
                 HashKeyComparer.Instance, _dedupeFunctions);
         }
         catch
@@ -237,17 +238,19 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             tick ??= timer.WaitForNextTickAsync(token).AsTask();
             if (tick.IsCompleted)
             {
-                tick = null;
                 if (token.IsCancellationRequested)
                     break;
                 await CheckpointAsync(token).ConfigureAwait(false);
+                // Wait for the next tick at once: the wait below needs it (a null task there threw and stopped the
+                // loop at the first timed checkpoint that found no records waiting).
+                tick = timer.WaitForNextTickAsync(token).AsTask();
             }
             if (applied == _batchSize || _signal.Task.IsCompleted)
                 continue;
 
             recordsReady ??= _reader.WaitForRecordsAsync(token).AsTask();
             if (!recordsReady.IsCompleted)
-                await Task.WhenAny(recordsReady, _signal.Task, tick!).ConfigureAwait(false);
+                await Task.WhenAny(recordsReady, _signal.Task, tick).ConfigureAwait(false);
             if (recordsReady.IsCompleted)
             {
                 bool open = recordsReady.IsCompletedSuccessfully && recordsReady.Result;
@@ -314,13 +317,11 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         var meters = _meters.Find(e.Tenant, e.Type, _scratch);
         if (meters is null)
             return;
-        // LATEST and TIME_WEIGHTED_SUM break ties of equal event times by the id's hash: any order of arrival gives the same result.
-        var idHash = System.IO.Hashing.XxHash128.HashToUInt128(e.Id);
         foreach (var meter in meters)
-            ApplyMeter(meter, e, idHash);
+            ApplyMeter(meter, e);
     }
 
-    private void ApplyMeter(CompiledMeter meter, scoped in EventRecordView e, UInt128 idHash)
+    private void ApplyMeter(CompiledMeter meter, scoped in EventRecordView e)
     {
         if (e.IngestTimeUnixNanos < meter.CreatedAt)
             return;
@@ -363,8 +364,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         long time = e.EventTimeUnixNanos;
         var level = meter.BaseWindow;
         long start = Windows.Start(level, time);
-        var series = SeriesId(meter, e, data, groups, customerTotal: false);
-        TouchSeries(series, meter, e, data, groups, customerTotal: false, start);
+        var series = TouchSeries(SeriesId(meter, e, data, groups, customerTotal: false), meter, e, data, groups, customerTotal: false, start);
 
         if (meter.Aggregation == Aggregation.UniqueCount)
         {
@@ -372,36 +372,101 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             return;
         }
 
-        var input = new AggregateInput
+        var input = new AggregateInput { Aggregation = meter.Aggregation, Value = value, Time = time, WindowEnd = Windows.End(level, start) };
+        if (meter.Aggregation is Aggregation.Latest or Aggregation.TimeWeightedSum)
         {
-            Aggregation = meter.Aggregation,
-            Value = value,
-            Time = time,
-            IdLow = (ulong)idHash,
-            IdHigh = (ulong)(idHash >> 64),
-            WindowEnd = Windows.End(level, start),
-        };
-        var key = new AggregateKey(series, level, start);
-        var output = _aggregates.Rmw(ref key, ref input);
-        if (output.Rejected)
+            // Ties of equal event times are broken by the id's hash: any order of arrival gives the same result.
+            var idHash = System.IO.Hashing.XxHash128.HashToUInt128(e.Id);
+            input.IdLow = (ulong)idHash;
+            input.IdHigh = (ulong)(idHash >> 64);
+        }
+        bool accepted;
+        decimal delta;
+        if (start < series.HotWindow)
+        {
+            // A late event, older than the series' newest window: straight into the store.
+            var key = new AggregateKey(series.Id, level, start);
+            var output = _aggregates.Rmw(ref key, ref input);
+            accepted = !output.Rejected;
+            delta = output.Delta;
+        }
+        else
+        {
+            if (start > series.HotWindow)
+                MoveHotWindow(series, level, start);
+            accepted = series.HotState.Apply(input, out delta);
+            MarkHot(series);
+        }
+        if (!accepted)
         {
             meter.CountInvalid();
             return;
         }
-        AddToPeriodTotal(meter, e, time, input, output.Delta);
+        AddToPeriodTotal(meter, series, e, time, input, delta);
+    }
+
+    /// <summary>Writes the series' cached window back to the store and loads the newer window <paramref name="start"/>
+    /// (usually absent from the store: its first event).</summary>
+    private void MoveHotWindow(Series series, WindowSize level, long start)
+    {
+        WriteBackHotWindow(series);
+        var key = new AggregateKey(series.Id, level, start);
+        var input = default(AggregateInput);
+        series.HotState = _aggregates.TryRead(ref key, ref input, out var output) ? output.State : default;
+        series.HotWindow = start;
+        series.HotLevel = level;
+    }
+
+    private void WriteBackHotWindow(Series series)
+    {
+        if (!series.HotDirty)
+            return;
+        var key = new AggregateKey(series.Id, series.HotLevel, series.HotWindow);
+        _aggregates.Upsert(ref key, ref series.HotState);
+        series.HotDirty = false;
+    }
+
+    private void MarkHot(Series series)
+    {
+        if (series.HotDirty)
+            return;
+        series.HotDirty = true;
+        _dirtySeries.Add(series);
+    }
+
+    /// <summary>Writes every changed cached window to the store (before a checkpoint).</summary>
+    private void WriteBackHotWindows()
+    {
+        foreach (var series in _dirtySeries)
+            WriteBackHotWindow(series);
+        _dirtySeries.Clear();
+    }
+
+    /// <summary>The state of one stored window of a series, from its write-back cache or from the store.</summary>
+    private bool TryReadWindow(Series series, WindowSize level, long start, out AggregateState state)
+    {
+        if (start == series.HotWindow && level == series.HotLevel)
+        {
+            state = series.HotState;
+            return !state.IsEmpty;
+        }
+        var key = new AggregateKey(series.Id, level, start);
+        var input = default(AggregateInput);
+        bool found = _aggregates.TryRead(ref key, ref input, out var output) && !output.State.IsEmpty;
+        state = output.State;
+        return found;
     }
 
     /// <summary>UNIQUE_COUNT: first-seen markers per level (base window up to the month), for the series and, with a
     /// group-by, for the customer-wide series; each new marker counts one distinct value in its window.</summary>
     private void ApplyUnique(CompiledMeter meter, scoped in EventRecordView e, ReadOnlySpan<byte> data, ReadOnlySpan<int> groups,
-        UInt128 series, ReadOnlySpan<byte> value, long time, long baseStart)
+        Series groupSeries, ReadOnlySpan<byte> value, long time, long baseStart)
     {
-        UInt128 total = series;
+        var series = groupSeries.Id;
+        var customerSeries = groupSeries;
         if (meter.HasCustomerTotalSeries)
-        {
-            total = SeriesId(meter, e, data, groups, customerTotal: true);
-            TouchSeries(total, meter, e, data, groups, customerTotal: true, baseStart);
-        }
+            customerSeries = TouchSeries(SeriesId(meter, e, data, groups, customerTotal: true), meter, e, data, groups, customerTotal: true, baseStart);
+        var total = customerSeries.Id;
         var count = new AggregateInput { Aggregation = Aggregation.UniqueCount };
         for (var level = meter.BaseWindow; level <= WindowSize.Month; level++)
         {
@@ -418,7 +483,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
                     CountDistinct(total, level, start);
             }
             if (level == WindowSize.Month && newForCustomer)
-                AddToPeriodTotal(meter, e, time, count, 0);
+                AddToPeriodTotal(meter, customerSeries, e, time, count, 0);
         }
     }
 
@@ -443,7 +508,11 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         _aggregates.Rmw(ref key, ref input);
     }
 
-    private void AddToPeriodTotal(CompiledMeter meter, scoped in EventRecordView e, long time, in AggregateInput input, decimal delta)
+    private void AddToPeriodTotal(CompiledMeter meter, Series series, scoped in EventRecordView e, long time, in AggregateInput input, decimal delta)
+        => (series.Total ?? FindPeriodTotal(meter, series, e)).Add(_months.Start(time), input, delta);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private PeriodTotal FindPeriodTotal(CompiledMeter meter, Series series, scoped in EventRecordView e)
     {
         var builder = new KeyBuilder(_scratch, KeyBuilder.Entitlement);
         builder.Field(e.Tenant);
@@ -452,7 +521,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         var total = _totals.GetOrAdd(builder.Hash(), out bool added);
         if (added)
             _ownedTotals.Add(total);
-        total.Add(_months.Start(time), input, delta);
+        series.Total = total;
+        return total;
     }
 
     /// <summary>The series' identity: (tenant, meter, customer, kind, group values).</summary>
@@ -473,12 +543,13 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         return builder.Hash();
     }
 
-    private void TouchSeries(UInt128 id, CompiledMeter meter, scoped in EventRecordView e, ReadOnlySpan<byte> data, ReadOnlySpan<int> groups,
+    private Series TouchSeries(UInt128 id, CompiledMeter meter, scoped in EventRecordView e, ReadOnlySpan<byte> data, ReadOnlySpan<int> groups,
         bool customerTotal, long windowStart)
     {
         if (!_series.TryGet(id, out var series))
             series = AddSeries(id, meter, e.Customer, data, groups, customerTotal);
         series.Touch(windowStart);
+        return series;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -592,7 +663,6 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     /// <summary>Reads the windows of every series that matches the plan and merges them into the plan's rows.</summary>
     public void Query(QueryPlan plan, RowAccumulator rows)
     {
-        var input = default(AggregateInput);
         foreach (var series in _series.ForMeter(plan.Tenant, plan.Meter.Key))
         {
             if (series.CustomerTotal != plan.CustomerTotal || (plan.Customer is not null && series.Customer != plan.Customer)
@@ -604,12 +674,10 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             long last = Math.Min(plan.To - 1, series.LastWindow);
             for (long start = first; start <= last; start = Windows.End(level, start))
             {
-                var key = new AggregateKey(series.Id, level, start);
-                if (!_aggregates.TryRead(ref key, ref input, out var output) || output.State.IsEmpty)
+                if (!TryReadWindow(series, level, start, out var state))
                     continue;
-                var state = plan.Meter.Aggregation == Aggregation.TimeWeightedSum
-                    ? output.State.CloseReading(Windows.End(level, start))
-                    : output.State;
+                if (plan.Meter.Aggregation == Aggregation.TimeWeightedSum)
+                    state = state.CloseReading(Windows.End(level, start));
                 rows.Add(series, Windows.Start(plan.WindowSize, start), state);
             }
         }
@@ -627,6 +695,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         if (position == _checkpointPosition)
             return; // nothing applied since the last checkpoint
         CompactDedupe();
+        WriteBackHotWindows();
         var aggregates = await _aggregates.CheckpointAsync(cancellationToken).ConfigureAwait(false);
         var dedupe = await _dedupe.CheckpointAsync(cancellationToken).ConfigureAwait(false);
         long sequence = _sequence + 1;

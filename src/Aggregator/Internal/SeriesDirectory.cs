@@ -18,6 +18,18 @@ internal sealed class Series
     public long FirstWindow { get; set; } = long.MaxValue;
     public long LastWindow { get; set; } = long.MinValue;
 
+    /// <summary>The current-period total of (tenant, meter, customer) this series feeds; looked up once, on first use.</summary>
+    public PeriodTotal? Total;
+
+    // Write-back cache of the series' newest window (all aggregations but UNIQUE_COUNT): events of that window,
+    // nearly all of them, update it here instead of through the aggregates store, which saves the store's random
+    // memory accesses. It is the authoritative state of that window (the store's copy is stale while HotDirty)
+    // and is written to the store when a newer window starts and before every checkpoint.
+    public long HotWindow = long.MinValue;
+    public WindowSize HotLevel;
+    public bool HotDirty;
+    public AggregateState HotState;
+
     public void Touch(long windowStart)
     {
         if (windowStart < FirstWindow)

@@ -1,3 +1,6 @@
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+
 namespace AlphaMesh.Ingest.Internal;
 
 internal enum AuthOutcome
@@ -36,5 +39,19 @@ internal static class BearerAuthorization
         }
         reason = "";
         return AuthOutcome.Allowed;
+    }
+}
+
+/// <summary>The gRPC form of <see cref="BearerAuthorization"/>, shared by every AlphaMesh gRPC service: the principal,
+/// or an <see cref="RpcException"/> with <c>UNAUTHENTICATED</c> or <c>PERMISSION_DENIED</c> and the reason.</summary>
+internal static class GrpcAuthorization
+{
+    public static ApiPrincipal Authorize(IApiKeyStore keys, ServerCallContext context, ApiScopes required, ILogger logger)
+    {
+        var outcome = BearerAuthorization.Check(keys, context.RequestHeaders.GetValue("authorization"), required, out var principal, out var reason);
+        if (outcome == AuthOutcome.Allowed)
+            return principal!;
+        IngestLog.AuthenticationFailed(logger, "gRPC", reason);
+        throw new RpcException(new Status(outcome == AuthOutcome.Forbidden ? StatusCode.PermissionDenied : StatusCode.Unauthenticated, reason));
     }
 }

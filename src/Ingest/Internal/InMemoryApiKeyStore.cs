@@ -4,9 +4,6 @@ using System.Security.Cryptography;
 
 namespace AlphaMesh.Ingest.Internal;
 
-/// <summary>One stored key: its hash and what it grants.</summary>
-internal readonly record struct StoredApiKey(byte[] Sha256, ApiPrincipal Principal);
-
 /// <summary>
 /// API keys held in memory as SHA-256 hashes. Lookup goes by the first 8 bytes of the presented
 /// key's hash, then the whole hash is compared in constant time, so neither the key nor its hash

@@ -175,14 +175,7 @@ internal sealed class UsageIngestService : UsageIngestServiceBase
         }
     }
 
-    private ApiPrincipal Authorize(ServerCallContext context)
-    {
-        var outcome = BearerAuthorization.Check(_keys, context.RequestHeaders.GetValue("authorization"), ApiScopes.Ingest, out var principal, out var reason);
-        if (outcome == AuthOutcome.Allowed)
-            return principal!;
-        IngestLog.AuthenticationFailed(_logger, "gRPC", reason);
-        throw new RpcException(new Status(outcome == AuthOutcome.Forbidden ? StatusCode.PermissionDenied : StatusCode.Unauthenticated, reason));
-    }
+    private ApiPrincipal Authorize(ServerCallContext context) => GrpcAuthorization.Authorize(_keys, context, ApiScopes.Ingest, _logger);
 
     private IngestWork Parse(RawRequest request, ApiPrincipal principal)
     {

@@ -12,9 +12,10 @@ namespace AlphaMesh.Server.Internal;
 /// entitlements. They live in the server, not in the aggregator library, so that the library stays free of
 /// ASP.NET; they authorize like ingest (<see cref="BearerAuthorization"/>) and answer errors in the same
 /// <c>{"error":{"code","message"}}</c> shape. Every call is scoped to the API key's tenant: another tenant's
-/// meter or customer looks exactly like one that does not exist (404).
+/// meter or customer looks exactly like one that does not exist (404). The read questions are answered by
+/// <see cref="UsageReader"/> and their arguments converted by <see cref="UsageArguments"/>, shared with gRPC.
 /// </summary>
-internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalog, IAggregator aggregator, TimeProvider time)
+internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalog, IAggregator aggregator, UsageReader reader)
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
@@ -40,8 +41,8 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
         if (body is null)
             return;
         var errors = new List<string>();
-        var aggregation = ParseEnum<Aggregation>(body.Aggregation, "aggregation", required: true, errors);
-        var windowSize = body.WindowSize is null ? WindowSize.Hour : ParseEnum<WindowSize>(body.WindowSize, "windowSize", required: false, errors);
+        var aggregation = UsageArguments.ParseEnum<Aggregation>(body.Aggregation, "aggregation", required: true, errors);
+        var windowSize = body.WindowSize is null ? WindowSize.Hour : UsageArguments.ParseEnum<WindowSize>(body.WindowSize, "windowSize", required: false, errors);
         if (errors.Count > 0)
         {
             await WriteErrorAsync(http, 400, "invalid_argument", string.Join(" ", errors));
@@ -77,7 +78,7 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
     {
         if (await AuthorizeAsync(http, ApiScopes.Read) is not { } principal)
             return;
-        var meters = catalog.List(principal.TenantId).Select(ToBody).ToList();
+        var meters = reader.ListMeters(principal.TenantId).Select(ToBody).ToList();
         await WriteJsonAsync(http, 200, new DataBody<MeterBody>(meters));
     }
 
@@ -85,12 +86,13 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
     {
         if (await AuthorizeAsync(http, ApiScopes.Read) is not { } principal)
             return;
-        if (catalog.Find(principal.TenantId, key) is not { } meter)
+        var meter = reader.GetMeter(principal.TenantId, key, errors: []);
+        if (meter.Status != ReadStatus.Ok)
         {
-            await WriteErrorAsync(http, 404, "not_found", $"there is no meter '{key}'");
+            await WriteErrorAsync(http, meter);
             return;
         }
-        await WriteJsonAsync(http, 200, ToBody(meter));
+        await WriteJsonAsync(http, 200, ToBody(meter.Value!));
     }
 
     private async Task GetUsageAsync(HttpContext http, string key)
@@ -99,9 +101,9 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
             return;
         var query = http.Request.Query;
         var errors = new List<string>();
-        var from = ParseTime(query["from"], "from", errors);
-        var to = ParseTime(query["to"], "to", errors);
-        WindowSize? windowSize = query["windowSize"].ToString() is { Length: > 0 } w ? ParseEnum<WindowSize>(w, "windowSize", required: true, errors) : null;
+        var from = UsageArguments.ParseTime(query["from"], "from", errors);
+        var to = UsageArguments.ParseTime(query["to"], "to", errors);
+        var windowSize = UsageArguments.ParseWindowSize(query["windowSize"], errors);
         string? customer = query["customer"].ToString() is { Length: > 0 } c ? c : null;
         var groupBy = query["groupBy"].ToString().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var filters = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -112,56 +114,39 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
             else if (name is not ("from" or "to" or "windowSize" or "customer" or "groupBy"))
                 errors.Add($"unknown query parameter '{name}' (use customer, from, to, windowSize, groupBy, filter[property]).");
         }
-        if (errors.Count > 0)
-        {
-            await WriteErrorAsync(http, 400, "invalid_argument", string.Join(" ", errors));
-            return;
-        }
 
-        UsageResult result;
-        try
+        var usage = await reader.GetUsageAsync(new UsageQuery
         {
-            result = await aggregator.Usage.QueryAsync(new UsageQuery
-            {
-                Tenant = principal.TenantId,
-                MeterKey = key,
-                Customer = customer,
-                From = from,
-                To = to,
-                WindowSize = windowSize,
-                GroupBy = groupBy,
-                Filters = filters,
-            }, http.RequestAborted);
-        }
-        catch (UsageQueryException e)
+            Tenant = principal.TenantId,
+            MeterKey = key,
+            Customer = customer,
+            From = from,
+            To = to,
+            WindowSize = windowSize,
+            GroupBy = groupBy,
+            Filters = filters,
+        }, errors, http.RequestAborted);
+        if (usage.Status != ReadStatus.Ok)
         {
-            if (e.Error == UsageQueryError.MeterNotFound)
-                await WriteErrorAsync(http, 404, "not_found", $"there is no meter '{key}'");
-            else
-                await WriteErrorAsync(http, 400, "invalid_argument", e.Message);
+            await WriteErrorAsync(http, usage);
             return;
         }
-        if (customer is not null && !result.CustomerKnown)
-        {
-            await WriteErrorAsync(http, 404, "not_found", $"there is no customer '{customer}'");
-            return;
-        }
-        var rows = result.Rows.Select(r => new UsageRowBody(Rfc3339(r.WindowStart), Rfc3339(r.WindowEnd), r.Customer, r.GroupBy, Number(r.Value))).ToList();
+        var rows = usage.Value!.Select(r => new UsageRowBody(Rfc3339(r.WindowStart), Rfc3339(r.WindowEnd), r.Customer, r.GroupBy, Number(r.Value))).ToList();
         await WriteJsonAsync(http, 200, new DataBody<UsageRowBody>(rows));
     }
 
-    /// <summary>Served from memory. A customer without usage is not a 404 here: a gateway asks before the customer's
-    /// first event, and the answer is per tenant anyway (another tenant's usage never shows).</summary>
+    /// <summary>Served from memory (see <see cref="UsageReader.CheckEntitlement"/>).</summary>
     private async Task CheckEntitlementAsync(HttpContext http, string customer, string meter)
     {
         if (await AuthorizeAsync(http, ApiScopes.Read) is not { } principal)
             return;
-        var check = aggregator.Entitlements.Check(principal.TenantId, customer, meter, time.GetUtcNow());
-        if (!check.MeterFound)
+        var result = reader.CheckEntitlement(principal.TenantId, customer, meter, errors: []);
+        if (result.Status != ReadStatus.Ok)
         {
-            await WriteErrorAsync(http, 404, "not_found", $"there is no meter '{meter}'");
+            await WriteErrorAsync(http, result);
             return;
         }
+        var check = result.Value;
         await WriteJsonAsync(http, 200, new EntitlementBody(check.HasAccess, Number(check.Usage), NumberOrNull(check.Limit),
             NumberOrNull(check.Remaining), Rfc3339(check.ResetsAt)));
     }
@@ -192,7 +177,7 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
         }
         if (catalog.Find(principal.TenantId, body.Meter) is null)
         {
-            await WriteErrorAsync(http, 404, "not_found", $"there is no meter '{body.Meter}'");
+            await WriteErrorAsync(http, 404, "not_found", UsageReader.NoMeter(body.Meter));
             return;
         }
         await aggregator.Entitlements.SetLimitAsync(new EntitlementLimit(principal.TenantId, body.Meter, body.Customer, limit), http.RequestAborted);
@@ -241,43 +226,10 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
         }
     }
 
-    private static TEnum ParseEnum<TEnum>(string? text, string name, bool required, List<string> errors) where TEnum : struct, Enum
-    {
-        if (string.IsNullOrEmpty(text))
-        {
-            if (required)
-                errors.Add($"{name} is required.");
-            return default;
-        }
-        foreach (var value in Enum.GetValues<TEnum>())
-        {
-            if (string.Equals(EnumText(value), text, StringComparison.OrdinalIgnoreCase))
-                return value;
-        }
-        errors.Add($"{name} '{text}' is not one of {string.Join(", ", Enum.GetValues<TEnum>().Select(EnumText))}.");
-        return default;
-    }
-
-    /// <summary>UNIQUE_COUNT for UniqueCount.</summary>
-    private static string EnumText<TEnum>(TEnum value) where TEnum : struct, Enum
-        => JsonNamingPolicy.SnakeCaseUpper.ConvertName(value.ToString());
-
-    private static DateTimeOffset ParseTime(string? text, string name, List<string> errors)
-    {
-        if (string.IsNullOrEmpty(text))
-        {
-            errors.Add($"{name} is required (an RFC 3339 time, for example 2026-01-01T00:00:00Z).");
-            return default;
-        }
-        if (!DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var value))
-            errors.Add($"{name} '{text}' is not an RFC 3339 time (for example 2026-01-01T00:00:00Z).");
-        return value;
-    }
-
     private static string Rfc3339(DateTimeOffset value)
         => value.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF'Z'", CultureInfo.InvariantCulture);
 
-    private static string Number(decimal value) => value.ToString(CultureInfo.InvariantCulture);
+    private static string Number(decimal value) => UsageArguments.Number(value);
 
     private static string? NumberOrNull(decimal? value) => value is { } v ? Number(v) : null;
 
@@ -285,10 +237,10 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
     {
         Key = meter.Key,
         EventType = meter.EventType,
-        Aggregation = EnumText(meter.Aggregation),
+        Aggregation = UsageArguments.EnumText(meter.Aggregation),
         ValueProperty = meter.ValueProperty,
         GroupBy = [.. meter.GroupBy],
-        WindowSize = EnumText(meter.WindowSize),
+        WindowSize = UsageArguments.EnumText(meter.WindowSize),
         CreatedAt = Rfc3339(meter.CreatedAt),
     };
 
@@ -301,6 +253,10 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
 
     private static Task WriteErrorAsync(HttpContext http, int status, string code, string message)
         => WriteJsonAsync(http, status, new ErrorBody(new ErrorDetail(code, message)));
+
+    private static Task WriteErrorAsync<T>(HttpContext http, ReadResult<T> result) => result.Status == ReadStatus.NotFound
+        ? WriteErrorAsync(http, 404, "not_found", result.Message)
+        : WriteErrorAsync(http, 400, "invalid_argument", result.Message);
 
     private sealed class MeterBody
     {

@@ -6,6 +6,7 @@ internal sealed class ServerSettings
     public const string IngestKey = "amk_test_ingest_and_everything_else_0123456789";
     public const string ReadOnlyKey = "amk_test_read_only_0123456789abcdef";
     public const string OtherTenantKey = "amk_test_other_tenant_0123456789abcdef";
+    public const string IngestOnlyKey = "amk_test_ingest_only_0123456789abcdef";
 
     public ServerSettings(string dataDirectory)
     {
@@ -18,6 +19,10 @@ internal sealed class ServerSettings
     public int RestPort { get; }
     public int GrpcPort { get; }
     public bool WithKeys { get; init; } = true;
+
+    /// <summary>The billing database. By default the shared test database (migrations are safe to run from many servers at
+    /// once); classes that use the billing API give each class its own (<see cref="AlphaMesh.Tests.Shared.TestDatabase"/>).</summary>
+    public string BillingConnectionString { get; set; } = AlphaMesh.Tests.Shared.TestDatabase.AdminConnectionString;
     public Dictionary<string, string> Extra { get; } = [];
 
     public Uri RestAddress => new($"http://127.0.0.1:{RestPort}");
@@ -33,6 +38,7 @@ internal sealed class ServerSettings
             "--Logging:Console:FormatterName=simple",
             // Kestrel warns at every start that HTTP/2 on the REST endpoint needs TLS; known, and noise here.
             "--Logging:LogLevel:Microsoft.AspNetCore.Server.Kestrel=Error",
+            $"--AlphaMesh:Billing:ConnectionString={BillingConnectionString}",
         };
         if (WithKeys)
         {
@@ -40,6 +46,7 @@ internal sealed class ServerSettings
             args.Add("--AlphaMesh:BootstrapTenant=acme");
             AddKey(args, 0, "acme", ReadOnlyKey, "read");
             AddKey(args, 1, "globex", OtherTenantKey, "ingest,read");
+            AddKey(args, 2, "acme", IngestOnlyKey, "ingest");
         }
         foreach (var (key, value) in Extra)
             args.Add($"--{key}={value}");

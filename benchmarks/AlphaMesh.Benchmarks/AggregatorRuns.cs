@@ -1,0 +1,210 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using AlphaMesh.Aggregator;
+using AlphaMesh.Core;
+using HdrHistogram;
+
+namespace AlphaMesh.Benchmarks;
+
+/// <summary>
+/// Whole-aggregator runs that a BenchmarkDotNet iteration is too short for, on a real event log and real
+/// aggregators in a temporary directory with the server's defaults (2 partitions):
+/// <list type="bullet">
+/// <item><c>--recovery [millions]</c>: logs that many million events, then starts the aggregators with no
+/// checkpoint and times the replay of the whole log, and the checkpoint taken at shutdown.</item>
+/// <item><c>--entitlement-latency [seconds]</c>: entitlement checks from one thread while the aggregators apply a
+/// steady stream of new events; prints the latency percentiles of the checks.</item>
+/// </list>
+/// </summary>
+public static class AggregatorRuns
+{
+    private const int Partitions = 2;
+    private const int Customers = 10_000;
+    private const string Tenant = "tenant-acme-corp";
+    private static readonly DateTimeOffset MetersCreated = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
+    public static async Task<int> RecoveryAsync(int millions, TextWriter output)
+    {
+        using var run = new Run();
+        long events = millions * 1_000_000L;
+        var watch = Stopwatch.StartNew();
+        await using (var log = run.OpenLog())
+            await AppendAsync(log, 0, events);
+        output.WriteLine($"logged {events:N0} events in {watch.Elapsed.TotalSeconds:N1} s ({Partitions} partitions, {Customers:N0} customers, 3 meters)");
+
+        await using (var log = run.OpenLog())
+        {
+            watch.Restart();
+            var aggregator = await AggregatorFactory.StartAsync(log, run.Catalog, run.Options);
+            await aggregator.WaitForCommittedAsync();
+            var replay = watch.Elapsed;
+            output.WriteLine($"replayed {events:N0} events in {replay.TotalSeconds:N1} s: {events / replay.TotalSeconds:N0} events/s "
+                + $"({events / replay.TotalSeconds / Partitions:N0} per partition loop)");
+            watch.Restart();
+            await aggregator.DisposeAsync(); // takes the final checkpoint
+            output.WriteLine($"final checkpoint and close: {watch.Elapsed.TotalSeconds:N1} s");
+        }
+        await using (var log = run.OpenLog())
+        {
+            watch.Restart();
+            var aggregator = await AggregatorFactory.StartAsync(log, run.Catalog, run.Options);
+            await aggregator.WaitForCommittedAsync();
+            output.WriteLine($"restart from that checkpoint (nothing to replay): {watch.Elapsed.TotalSeconds:N1} s");
+            await aggregator.DisposeAsync();
+        }
+        return 0;
+    }
+
+    public static async Task<int> EntitlementLatencyAsync(int seconds, TextWriter output)
+    {
+        using var run = new Run();
+        await using var log = run.OpenLog();
+        await using var aggregator = await AggregatorFactory.StartAsync(log, run.Catalog, run.Options);
+        await aggregator.Entitlements.SetLimitAsync(new EntitlementLimit(Tenant, "calls", null, 1_000_000));
+        await AppendAsync(log, 0, 200_000);
+        await aggregator.WaitForCommittedAsync();
+
+        // Keeps the partition loops busy with new events for the whole measurement.
+        using var stop = new CancellationTokenSource();
+        long appended = 200_000;
+        var load = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                await AppendAsync(log, appended, 100_000);
+                appended += 100_000;
+            }
+        });
+
+        var histogram = new LongHistogram(TimeStamp.Seconds(1), 3);
+        var random = new Random(7);
+        var customers = Enumerable.Range(0, Customers).Select(Customer).ToArray();
+        var end = DateTime.UtcNow.AddSeconds(seconds);
+        long checks = 0, allocated = 0, denied = 0;
+        while (DateTime.UtcNow < end)
+        {
+            for (int i = 0; i < 1_000; i++)
+            {
+                string customer = customers[random.Next(customers.Length)];
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                long start = Stopwatch.GetTimestamp();
+                var check = aggregator.Entitlements.Check(Tenant, customer, "calls", DateTimeOffset.UtcNow);
+                histogram.RecordValue(Stopwatch.GetTimestamp() - start);
+                allocated += GC.GetAllocatedBytesForCurrentThread() - before;
+                if (!check.HasAccess)
+                    denied++;
+            }
+            checks += 1_000;
+        }
+        await stop.CancelAsync();
+        await load;
+        await aggregator.WaitForCommittedAsync();
+
+        double Micros(double percentile) => histogram.GetValueAtPercentile(percentile) * 1e6 / Stopwatch.Frequency;
+        output.WriteLine($"{checks:N0} entitlement checks in {seconds} s while the aggregators applied {appended - 200_000:N0} new events");
+        output.WriteLine($"check latency: p50 {Micros(50):N2} µs, p99 {Micros(99):N2} µs, p99.9 {Micros(99.9):N2} µs, p99.99 {Micros(99.99):N2} µs, "
+            + $"max {histogram.GetMaxValue() * 1e6 / Stopwatch.Frequency:N0} µs; {(double)allocated / checks:N1} bytes allocated per check; {denied:N0} denied");
+        return 0;
+    }
+
+    private static string Customer(int i) => $"customer-{i:D5}";
+
+    /// <summary>Appends <paramref name="count"/> new events (ids from <paramref name="first"/>), routed as ingest
+    /// routes them, in batches of 1,000 per partition, and commits.</summary>
+    private static async Task AppendAsync(IEventLog log, long first, long count)
+    {
+        var tenant = Encoding.UTF8.GetBytes(Tenant);
+        long seed = Partitioning.TenantSeed(tenant);
+        var batches = new RecordBatch[Partitions];
+        for (int p = 0; p < Partitions; p++)
+            batches[p] = new RecordBatch();
+        long ingest = (DateTimeOffset.UtcNow.UtcTicks - DateTime.UnixEpoch.Ticks) * 100;
+        long hour = ingest - (ingest % 3_600_000_000_000L);
+        string[] regions = ["eu-west-1", "us-east-1", "ap-south-1"];
+        string[] models = ["gpt-4o", "claude-3-5-sonnet", "llama-3.1-70b"];
+        for (long i = first; i < first + count; i++)
+        {
+            var customer = Encoding.UTF8.GetBytes(Customer((int)(i % Customers)));
+            int p = Partitioning.PartitionOf(seed, customer, Partitions);
+            var batch = batches[p];
+            batch.Add(tenant, Encoding.UTF8.GetBytes($"evt-{i:x16}"), customer, hour + ((i * 7919) % 3_600_000_000_000L), ingest,
+                ("tokens", (1 + (i % 997) / 100m).ToString(CultureInfo.InvariantCulture)), ("model", models[i % 3]), ("region", regions[i / 3 % 3]));
+            if (batch.Count == 1_000)
+                await FlushAsync(log.GetPartition(p), batch);
+        }
+        for (int p = 0; p < Partitions; p++)
+        {
+            if (batches[p].Count > 0)
+                await FlushAsync(log.GetPartition(p), batches[p]);
+        }
+        await log.CommitAllAsync();
+    }
+
+    private static async Task FlushAsync(IPartitionLog partition, RecordBatch batch)
+    {
+        while (!partition.TryAppend(batch, out _))
+            await partition.WaitForRoomAsync();
+        batch.Clear();
+    }
+
+    private sealed class RecordBatch : IRecordBatch
+    {
+        private readonly List<byte[]> _records = [];
+        private readonly byte[] _buffer = new byte[4096];
+
+        public int Count => _records.Count;
+
+        public ReadOnlySpan<byte> GetRecord(int index) => _records[index];
+
+        public void Add(byte[] tenant, byte[] id, byte[] customer, long time, long ingest, params (string Key, string Value)[] data)
+        {
+            int length = EventRecord.WriteHead(_buffer, time, ingest, tenant, id, "api_call"u8, customer);
+            foreach (var (key, value) in data)
+                length += EventRecord.WriteDataEntry(_buffer.AsSpan(length), Encoding.UTF8.GetBytes(key), Encoding.UTF8.GetBytes(value));
+            EventRecord.SetDataCount(_buffer, data.Length);
+            _records.Add(_buffer.AsSpan(0, length).ToArray());
+        }
+
+        public void Clear() => _records.Clear();
+    }
+
+    /// <summary>A temporary directory with a meter catalog (3 meters over <c>api_call</c>) and aggregator options.</summary>
+    private sealed class Run : IDisposable
+    {
+        private readonly string _directory = Path.Combine(Path.GetTempPath(), "alphamesh-run-" + Guid.NewGuid().ToString("N"));
+
+        public Run()
+        {
+            Catalog = MeterCatalogs.OpenFile(Path.Combine(_directory, "meters.json"), new FixedClock(MetersCreated));
+            Create("calls", Aggregation.Count, null);
+            Create("tokens_by_region", Aggregation.Sum, "tokens", "region");
+            Create("tokens_by_model", Aggregation.Sum, "tokens", "model");
+            Options = new AggregatorOptions { Directory = Path.Combine(_directory, "aggregator") };
+        }
+
+        public IMeterCatalog Catalog { get; }
+
+        public AggregatorOptions Options { get; }
+
+        public IEventLog OpenLog() => EventLogFactory.OpenFasterLog(new EventLogOptions { Directory = Path.Combine(_directory, "log"), Partitions = Partitions });
+
+        private void Create(string key, Aggregation aggregation, string? valueProperty, params string[] groupBy)
+            => Catalog.CreateAsync(new MeterDefinition
+            {
+                Tenant = Tenant,
+                Key = key,
+                EventType = "api_call",
+                Aggregation = aggregation,
+                ValueProperty = valueProperty,
+                GroupBy = groupBy,
+            }).AsTask().GetAwaiter().GetResult();
+
+        public void Dispose() => Directory.Delete(_directory, recursive: true);
+    }
+
+    private sealed class FixedClock(DateTimeOffset now) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => now;
+    }
+}

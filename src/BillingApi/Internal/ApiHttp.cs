@@ -1,0 +1,143 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using AlphaMesh.Ingest;
+using AlphaMesh.Ingest.Internal;
+using Microsoft.AspNetCore.Http;
+
+namespace AlphaMesh.BillingApi.Internal;
+
+/// <summary>A finished answer: status and body. Kept whole so that an Idempotency-Key can store and replay it.</summary>
+internal readonly record struct ApiResult(int Status, object Body);
+
+internal sealed record ErrorBody(ErrorDetail Error);
+
+internal sealed record ErrorDetail(string Code, string Message,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Field = null);
+
+/// <summary>A page of a list; <c>nextCursor</c> is null on the last page.</summary>
+internal sealed record PageBody<T>(IReadOnlyList<T> Data, string? NextCursor);
+
+/// <summary>JSON in and out, errors in the <c>{"error":{"code","message"}}</c> shape of the other endpoints (plus
+/// <c>field</c> when one field is at fault), bearer authorization like ingest.</summary>
+internal static class ApiHttp
+{
+    public const int MaxBodyBytes = 64 * 1024;
+
+    /// <summary>Web defaults (camelCase); unknown members are an error, so that a typo in a field name is not silently ignored.</summary>
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    };
+
+    public static ApiResult Error(int status, string code, string message, string? field = null)
+        => new(status, new ErrorBody(new ErrorDetail(code, message, field)));
+
+    public static ApiResult BadRequest(string message, string? field = null) => Error(400, "invalid_argument", message, field);
+
+    public static ApiResult NotFound(string message) => Error(404, "not_found", message);
+
+    public static async Task WriteAsync(HttpContext http, ApiResult result)
+    {
+        http.Response.StatusCode = result.Status;
+        http.Response.ContentType = "application/json";
+        await JsonSerializer.SerializeAsync(http.Response.Body, result.Body, result.Body.GetType(), Json, http.RequestAborted);
+    }
+
+    /// <summary>The caller's principal with the scope, or the 401/403 to answer.</summary>
+    public static ApiResult? Authorize(HttpContext http, IApiKeyStore keys, ApiScopes scope, out ApiPrincipal principal)
+    {
+        var outcome = BearerAuthorization.Check(keys, http.Request.Headers.Authorization, scope, out var found, out var reason);
+        principal = found!;
+        if (outcome == AuthOutcome.Allowed)
+            return null;
+        if (outcome == AuthOutcome.Unauthenticated)
+        {
+            http.Response.Headers.WWWAuthenticate = "Bearer";
+            return Error(401, "unauthenticated", reason);
+        }
+        return Error(403, "permission_denied", reason);
+    }
+
+    /// <summary>The raw body, at most <see cref="MaxBodyBytes"/>; null when it is larger.</summary>
+    public static async Task<byte[]?> ReadBodyAsync(HttpContext http)
+    {
+        if (http.Request.ContentLength > MaxBodyBytes)
+            return null;
+        // Read at most one byte past the limit, so that a body without a Content-Length cannot grow unbounded.
+        var buffer = new byte[MaxBodyBytes + 1];
+        int length = 0;
+        int read;
+        while (length < buffer.Length && (read = await http.Request.Body.ReadAsync(buffer.AsMemory(length), http.RequestAborted)) > 0)
+            length += read;
+        return length > MaxBodyBytes ? null : buffer[..length];
+    }
+
+    /// <summary>Parses a JSON object body; the error result names what is wrong and where.</summary>
+    public static T? Parse<T>(byte[] body, out ApiResult? error) where T : class
+    {
+        error = null;
+        try
+        {
+            if (JsonSerializer.Deserialize<T>(body, Json) is { } value)
+                return value;
+            error = BadRequest("the body must be a JSON object");
+        }
+        catch (JsonException e)
+        {
+            string? field = e.Path is { Length: > 2 } path && path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : null;
+            error = BadRequest("malformed JSON: " + e.Message, field);
+        }
+        return null;
+    }
+
+    /// <summary>Reads <c>limit</c> (1-100, default 50) and <c>cursor</c>; unknown query parameters are an error.</summary>
+    public static ApiResult? ParsePaging(HttpContext http, out int limit, out string? cursor)
+    {
+        limit = 50;
+        cursor = null;
+        foreach (var (name, value) in http.Request.Query)
+        {
+            if (name == "limit")
+            {
+                if (!int.TryParse(value.ToString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out limit)
+                    || limit is < 1 or > 100)
+                    return BadRequest($"limit '{value}' must be a whole number from 1 to 100.", "limit");
+            }
+            else if (name == "cursor")
+            {
+                cursor = DecodeCursor(value.ToString());
+                if (cursor is null)
+                    return BadRequest("cursor is not one this API returned; pass nextCursor from the previous page unchanged.", "cursor");
+            }
+            else
+            {
+                return BadRequest($"unknown query parameter '{name}' (use limit and cursor).", name);
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Cursors are opaque to clients (base64url of the last item's sort key), so the sort key can change later.</summary>
+    public static string EncodeCursor(string lastKey)
+        => Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(lastKey)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+
+    private static string? DecodeCursor(string cursor)
+    {
+        if (cursor.Length is 0 or > 400)
+            return null;
+        var base64 = cursor.Replace('-', '+').Replace('_', '/');
+        base64 += new string('=', (4 - base64.Length % 4) % 4);
+        try
+        {
+            return System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(base64));
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>RFC 3339 in UTC with a Z (PostgreSQL keeps microseconds).</summary>
+    public static string Rfc3339(DateTime utc)
+        => DateTime.SpecifyKind(utc, DateTimeKind.Utc).ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFF'Z'", System.Globalization.CultureInfo.InvariantCulture);
+}

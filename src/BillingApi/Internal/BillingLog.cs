@@ -1,0 +1,30 @@
+using Microsoft.Extensions.Logging;
+
+namespace AlphaMesh.BillingApi.Internal;
+
+internal static partial class BillingLog
+{
+    [LoggerMessage(100, LogLevel.Information, "Applied billing migration {Version} ({Name})")]
+    public static partial void MigrationApplied(ILogger logger, int version, string name);
+
+    [LoggerMessage(101, LogLevel.Information, "The billing database is at migration {DatabaseVersion}, newer than this server's {KnownVersion}; running on it (migrations only expand)")]
+    public static partial void DatabaseAhead(ILogger logger, int databaseVersion, int knownVersion);
+
+    [LoggerMessage(102, LogLevel.Information, "No AlphaMesh:Billing:ConnectionString: creating the embedded PostgreSQL cluster in {Directory}")]
+    public static partial void EmbeddedInitializing(ILogger logger, string directory);
+
+    [LoggerMessage(103, LogLevel.Information, "Embedded PostgreSQL started on 127.0.0.1:{Port} ({Directory})")]
+    public static partial void EmbeddedStarted(ILogger logger, int port, string directory);
+
+    [LoggerMessage(104, LogLevel.Information, "Embedded PostgreSQL was already running on 127.0.0.1:{Port}; using it")]
+    public static partial void EmbeddedReused(ILogger logger, int port);
+
+    [LoggerMessage(105, LogLevel.Warning, "Could not stop the embedded PostgreSQL")]
+    public static partial void EmbeddedStopFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(106, LogLevel.Warning, "Could not refresh API keys from PostgreSQL; still using the last known set")]
+    public static partial void KeyRefreshFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(107, LogLevel.Warning, "Could not delete expired idempotency keys")]
+    public static partial void IdempotencyCleanupFailed(ILogger logger, Exception exception);
+}
