@@ -9,7 +9,8 @@ namespace AlphaMesh.Benchmarks;
 /// The one configuration every AlphaMesh benchmark runs with: allocations measured (MemoryDiagnoser), Server GC as
 /// the server runs, and a refusal to measure unoptimized code. Given to the runner by Program (not as a
 /// [Config] attribute, so that --check-budget can replace the job). Per-event figures come from
-/// <c>OperationsPerInvoke = <see cref="Batch.Events"/></c> on each benchmark.
+/// <c>OperationsPerInvoke = <see cref="Batch.Events"/></c> on each ingest benchmark; the rating benchmarks are one
+/// operation (a charge or an invoice) per call.
 /// </summary>
 public sealed class BenchmarkConfig : ManualConfig
 {
@@ -44,4 +45,7 @@ public static class Categories
 
     /// <summary>Dedupe and aggregation by a partition's aggregator.</summary>
     public const string Aggregate = "Aggregate";
+
+    /// <summary>The rating library: one charge, one invoice (per operation, not per event).</summary>
+    public const string Rating = "Rating";
 }

@@ -48,12 +48,56 @@ public static class ChargeRater
     /// <exception cref="ArgumentException"><paramref name="tiers"/> is shorter than <see cref="MaxTierLines"/>.</exception>
     public static ChargeResult Rate(Charge charge, ChargeUsage usage, Span<TierLine> tiers)
     {
+        if (tiers.IsEmpty && MaxTierLines(charge.Model) > 0)
+        {
+            TierMath.ThrowTooShort(MaxTierLines(charge.Model));
+        }
+
+        return RateCore(charge, usage, tiers);
+    }
+
+    /// <summary>
+    /// As <see cref="Rate"/> without the tier breakdown (<see cref="ChargeResult.TierCount"/> still says how many tiers
+    /// there are). The amount is the same decimal: the breakdown is only left unwritten.
+    /// </summary>
+    internal static ChargeResult RateAmount(Charge charge, ChargeUsage usage) => RateCore(charge, usage, default);
+
+    /// <summary>
+    /// Writes the tier breakdown of <paramref name="billable"/> units (the quantity after free units) under
+    /// <paramref name="model"/> into <paramref name="into"/> (<see cref="MaxTierLines"/> long) and returns how many
+    /// lines it wrote: the same lines <see cref="Rate"/> writes.
+    /// </summary>
+    internal static int WriteTiers(ChargeModel model, decimal billable, Span<TierLine> into)
+    {
+        switch (model)
+        {
+            case GraduatedModel m:
+                TierMath.Graduated(m.Tiers.AsSpan(), billable, into, out int count);
+                return count;
+            case GraduatedPercentageModel m:
+                TierMath.Graduated(m.Tiers.AsSpan(), billable, into, out count);
+                return count;
+            case VolumeModel m:
+                TierMath.Volume(m.Tiers.AsSpan(), billable, into);
+                return 1;
+            default:
+                return 0;
+        }
+    }
+
+    /// <summary>Rates; writes the breakdown into <paramref name="tiers"/> unless it is empty.</summary>
+    private static ChargeResult RateCore(Charge charge, ChargeUsage usage, Span<TierLine> tiers)
+    {
         if (usage.Quantity < 0 || usage.EventCount < 0)
         {
             ThrowNegativeUsage(usage);
         }
 
-        decimal billable = usage.Quantity > charge.FreeUnits ? usage.Quantity - charge.FreeUnits : 0m;
+        // q - 0m is q itself, bit for bit (0m is rescaled to q's scale and nothing is subtracted), so a charge without
+        // free units skips the subtraction.
+        decimal billable = usage.Quantity > charge.FreeUnits
+            ? (Money.IsPlainZero(charge.FreeUnits) ? usage.Quantity : usage.Quantity - charge.FreeUnits)
+            : 0m;
         switch (charge.Model)
         {
             case StandardModel m:

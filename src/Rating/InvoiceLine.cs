@@ -1,6 +1,8 @@
 using System.Collections.Immutable;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text;
+using AlphaMesh.Rating.Internal;
 
 namespace AlphaMesh.Rating;
 
@@ -33,8 +35,9 @@ public enum LineSelection
 }
 
 /// <summary>
-/// One invoice line, carrying what it takes to explain it: the charge or fee, the meter and quantity, the tiers,
-/// the days it covers, the exact amount and the amount rounded once to the currency's minor unit.
+/// One invoice line, carrying what it takes to explain it: the charge or fee, the meter and quantity, the tiers (built
+/// when asked for, <see cref="GetTiers"/>), the days it covers, the exact amount and the amount rounded once to the
+/// currency's minor unit.
 /// </summary>
 public sealed record InvoiceLine
 {
@@ -43,28 +46,33 @@ public sealed record InvoiceLine
     /// <summary>The fixed fee's or charge's code; <c>minimum_commitment</c> for a true-up.</summary>
     public required string Code { get; init; }
 
+    /// <summary>The charge a usage line prices (its meter, model, free units and minimum spend); null on other lines.</summary>
+    public Charge? Charge { get; init; }
+
     /// <summary>The meter of a usage line.</summary>
-    public string? MeterCode { get; init; }
+    public string? MeterCode => Charge?.Meter.Code;
 
     /// <summary>The charge model of a usage line.</summary>
-    public ChargeModel? Model { get; init; }
+    public ChargeModel? Model => Charge?.Model;
 
     /// <summary>The meter's quantity (usage lines).</summary>
     public decimal Quantity { get; init; }
 
-    /// <summary>Free units deducted from <see cref="Quantity"/> before pricing.</summary>
-    public decimal FreeUnits { get; init; }
+    /// <summary>
+    /// Free units deducted from <see cref="Quantity"/> before pricing: <c>Quantity - BillableQuantity</c>. With no
+    /// units free the two are the same decimal, and the difference is 0 at the quantity's scale, written directly.
+    /// </summary>
+    public decimal FreeUnits => Money.SameBits(Quantity, BillableQuantity)
+        ? new decimal(0, 0, 0, false, Quantity.Scale)
+        : Quantity - BillableQuantity;
 
     /// <summary>Quantity priced after free units; the tier units add up to it.</summary>
     public decimal BillableQuantity { get; init; }
 
     public long EventCount { get; init; }
 
-    /// <summary>Events that paid a per-event fee (percentage).</summary>
-    public long BillableEvents { get; init; }
-
-    /// <summary>Per-tier breakdown of tiered models; empty otherwise.</summary>
-    public ImmutableArray<TierLine> Tiers { get; init; } = [];
+    /// <summary>Events that paid a per-event fee (percentage: the events after the model's free events); 0 otherwise.</summary>
+    public long BillableEvents => Charge?.Model is PercentageModel m ? Math.Max(EventCount - m.FreeEvents, 0) : 0;
 
     /// <summary>The full-period price that was prorated (fixed fee or minimum commitment); 0 for usage lines.</summary>
     public decimal FullPeriodAmount { get; init; }
@@ -91,6 +99,31 @@ public sealed record InvoiceLine
     /// <summary><see cref="ExactAmount"/> rounded once to the currency's minor unit.</summary>
     public required decimal Amount { get; init; }
 
+    /// <summary>
+    /// The per-tier breakdown of a tiered usage line; empty for other lines. Built on each call (rating does not
+    /// build it) from the charge's model and <see cref="BillableQuantity"/>, with the same arithmetic that priced the
+    /// line: the tier units add up to <see cref="BillableQuantity"/> and the tier amounts to the charge's exact amount
+    /// (<see cref="ExactAmount"/> less <see cref="MinimumSpendTopUp"/>), decimal for decimal.
+    /// </summary>
+    public ImmutableArray<TierLine> GetTiers()
+    {
+        var model = Charge?.Model;
+        int max = model is null ? 0 : ChargeRater.MaxTierLines(model);
+        if (max == 0)
+        {
+            return [];
+        }
+
+        var tiers = new TierLine[max];
+        int count = ChargeRater.WriteTiers(model!, BillableQuantity, tiers);
+        if (count != max)
+        {
+            Array.Resize(ref tiers, count);
+        }
+
+        return ImmutableCollectionsMarshal.AsImmutableArray(tiers);
+    }
+
     /// <summary>A human-readable explanation of how the amount was reached.</summary>
     public string Explain()
     {
@@ -105,7 +138,7 @@ public sealed record InvoiceLine
                     text.Append(c, $", {FreeUnits} free, {BillableQuantity} billable");
                 }
 
-                foreach (var tier in Tiers)
+                foreach (var tier in GetTiers())
                 {
                     text.Append(c, $"; tier {tier.Tier} ({tier.From}, {tier.UpTo?.ToString(c) ?? "∞"}]: {tier.Units} x {tier.UnitPrice} + {tier.FlatFee} = {tier.Amount}");
                 }
@@ -142,19 +175,35 @@ public sealed record InvoiceLine
 }
 
 /// <summary>The lines of one rating and their total (the exact sum of the rounded line amounts).</summary>
-public sealed record Invoice(string PlanCode, int PlanVersion, Currency Currency, BillingPeriod Period, RoundingMode Rounding, ImmutableArray<InvoiceLine> Lines)
+public sealed record Invoice
 {
-    /// <summary>Sum of the line amounts (each already rounded), so the total is exact.</summary>
-    public decimal Total => Sum(Lines);
-
-    private static decimal Sum(ImmutableArray<InvoiceLine> lines)
+    internal Invoice(string planCode, int planVersion, Currency currency, BillingPeriod period, RoundingMode rounding,
+        ImmutableArray<InvoiceLine> lines, decimal total)
     {
-        decimal total = 0m;
-        foreach (var line in lines)
-        {
-            total += line.Amount;
-        }
-
-        return total;
+        PlanCode = planCode;
+        PlanVersion = planVersion;
+        Currency = currency;
+        Period = period;
+        Rounding = rounding;
+        Lines = lines;
+        Total = total;
     }
+
+    public string PlanCode { get; }
+
+    public int PlanVersion { get; }
+
+    public Currency Currency { get; }
+
+    public BillingPeriod Period { get; }
+
+    public RoundingMode Rounding { get; }
+
+    public ImmutableArray<InvoiceLine> Lines { get; }
+
+    /// <summary>
+    /// Sum of the line amounts (each already rounded), so the total is exact: added up in line order, starting from
+    /// 0m, once, while the lines were made.
+    /// </summary>
+    public decimal Total { get; }
 }

@@ -38,8 +38,20 @@ public static class Rater
         var charges = plan.Charges;
         if (usage is Dictionary<string, ChargeUsage> dictionary)
         {
-            // The usual caller: look up through the class rather than the interface.
-            for (int i = 0; i < n; i++)
+            // The usual caller fills the dictionary in the plan's charge order: read it in that order while each key is
+            // the next charge's meter (no hashing), and look up the charges from the first key out of place on.
+            int i = 0;
+            foreach (var (meter, u) in dictionary)
+            {
+                if (i == n || !string.Equals(meter, charges[i].Meter.Code, StringComparison.Ordinal))
+                {
+                    break;
+                }
+
+                byCharge[i++] = u;
+            }
+
+            for (; i < n; i++)
             {
                 byCharge[i] = dictionary.TryGetValue(charges[i].Meter.Code, out var u) ? u : default;
             }
@@ -91,12 +103,15 @@ public static class Rater
 
         var result = new InvoiceLine[capacity];
         int count = 0;
+        decimal total = 0m; // the sum of the line amounts in line order
 
         foreach (var fee in plan.FixedFees)
         {
             if ((lines & Wanted(fee)) != 0)
             {
-                result[count++] = FeeLine(LineKind.FixedFee, fee, fee.Amount, from, to, days, periodDays, currency, rounding);
+                var line = FeeLine(LineKind.FixedFee, fee, fee.Amount, from, to, days, periodDays, currency, rounding);
+                total += line.Amount;
+                result[count++] = line;
             }
         }
 
@@ -114,6 +129,7 @@ public static class Rater
                     usageTotal += line.Amount;
                 }
 
+                total += line.Amount;
                 result[count++] = line;
             }
 
@@ -125,7 +141,7 @@ public static class Rater
                 {
                     decimal exact = owed - usageTotal;
                     Array.Resize(ref result, count + 1);
-                    result[count++] = new InvoiceLine
+                    var trueUp = new InvoiceLine
                     {
                         Kind = LineKind.MinimumCommitmentTrueUp,
                         Code = "minimum_commitment",
@@ -137,11 +153,13 @@ public static class Rater
                         ExactAmount = exact,
                         Amount = currency.Round(exact, rounding),
                     };
+                    total += trueUp.Amount;
+                    result[count++] = trueUp;
                 }
             }
         }
 
-        return new Invoice(plan.PlanCode, plan.Version, currency, period, rounding, Seal(result, count));
+        return new Invoice(plan.PlanCode, plan.Version, currency, period, rounding, Seal(result, count), total);
     }
 
     /// <summary>
@@ -189,11 +207,14 @@ public static class Rater
         int days = period.End.DayNumber - changeDate.DayNumber;
         var result = new InvoiceLine[from.FixedFees.Length + to.FixedFees.Length];
         int count = 0;
+        decimal total = 0m;
         foreach (var fee in from.FixedFees)
         {
             if (fee.Timing == FeeTiming.InAdvance)
             {
-                result[count++] = FeeLine(LineKind.PlanChangeCredit, fee, -fee.Amount, changeDate, period.End, days, periodDays, currency, rounding);
+                var line = FeeLine(LineKind.PlanChangeCredit, fee, -fee.Amount, changeDate, period.End, days, periodDays, currency, rounding);
+                total += line.Amount;
+                result[count++] = line;
             }
         }
 
@@ -201,11 +222,13 @@ public static class Rater
         {
             if (fee.Timing == FeeTiming.InAdvance)
             {
-                result[count++] = FeeLine(LineKind.FixedFee, fee, fee.Amount, changeDate, period.End, days, periodDays, currency, rounding);
+                var line = FeeLine(LineKind.FixedFee, fee, fee.Amount, changeDate, period.End, days, periodDays, currency, rounding);
+                total += line.Amount;
+                result[count++] = line;
             }
         }
 
-        return new Invoice(to.PlanCode, to.Version, currency, period, rounding, Seal(result, count));
+        return new Invoice(to.PlanCode, to.Version, currency, period, rounding, Seal(result, count), total);
     }
 
     private static InvoiceLine FeeLine(LineKind kind, FixedFee fee, decimal fullAmount, DateOnly from, DateOnly to, int days, int periodDays,
@@ -230,10 +253,8 @@ public static class Rater
     private static InvoiceLine UsageLine(Charge charge, ChargeUsage usage, DateOnly from, DateOnly to, int days, int periodDays,
         Currency currency, RoundingMode rounding)
     {
-        const int StackTiers = 16;
-        int needed = ChargeRater.MaxTierLines(charge.Model);
-        Span<TierLine> tiers = needed <= StackTiers ? stackalloc TierLine[StackTiers] : new TierLine[needed];
-        var rated = ChargeRater.Rate(charge, usage, tiers);
+        // The tier breakdown is not built here: InvoiceLine.GetTiers builds it from the charge when it is asked for.
+        var rated = ChargeRater.RateAmount(charge, usage);
 
         decimal exact = rated.Amount;
         decimal topUp = 0m;
@@ -251,14 +272,10 @@ public static class Rater
         {
             Kind = LineKind.Usage,
             Code = charge.Code,
-            MeterCode = charge.Meter.Code,
-            Model = charge.Model,
+            Charge = charge,
             Quantity = usage.Quantity,
-            FreeUnits = FreeUnits(usage.Quantity, rated.BillableQuantity),
             BillableQuantity = rated.BillableQuantity,
             EventCount = usage.EventCount,
-            BillableEvents = rated.BillableEvents,
-            Tiers = rated.TierCount == 0 ? [] : ImmutableArray.Create<TierLine>(tiers[..rated.TierCount]),
             ServiceFrom = from,
             ServiceTo = to,
             Days = days,
@@ -268,13 +285,6 @@ public static class Rater
             Amount = currency.Round(exact, rounding),
         };
     }
-
-    /// <summary>
-    /// <c>quantity - billable</c>. With no units free the two are the same decimal, and the difference is 0 at the
-    /// quantity's scale, which is written directly instead of subtracted.
-    /// </summary>
-    private static decimal FreeUnits(decimal quantity, decimal billable) =>
-        Money.SameBits(quantity, billable) ? new decimal(0, 0, 0, false, quantity.Scale) : quantity - billable;
 
     private static LineSelection Wanted(FixedFee fee) =>
         fee.Timing == FeeTiming.InAdvance ? LineSelection.InAdvanceFees : LineSelection.InArrearsFees;

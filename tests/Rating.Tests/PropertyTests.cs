@@ -140,6 +140,53 @@ public sealed class PropertyTests
     }
 
     [Fact]
+    public void GetTiers_AnyPlan_SameLinesAsChargeRaterAndSumsToTheLine()
+    {
+        // The line's breakdown is built on demand from its charge and billable quantity; it must be, decimal for decimal
+        // (scale included), the breakdown ChargeRater.Rate writes while pricing the same usage.
+        Gen.Select(Model.Array[1, 8], Quantity.Array[8], Quantity, Gen.Long[0, 1000]).Sample((models, quantities, free, events) =>
+        {
+            var charges = ImmutableArray.CreateBuilder<Charge>();
+            var usage = new Dictionary<string, ChargeUsage>();
+            for (int i = 0; i < models.Length; i++)
+            {
+                var meter = new Meter($"m{i}", MeterAggregation.Sum);
+                charges.Add(new Charge($"c{i}", meter, models[i]) { FreeUnits = i % 2 == 0 ? free : 0m, MinimumSpend = i % 3 == 0 ? 5m : 0m });
+                usage[meter.Code] = new ChargeUsage(quantities[i], events);
+            }
+
+            var plan = Version() with { Charges = charges.ToImmutable() };
+            var invoice = Rater.RatePeriod(plan, Month(2026, 5), usage);
+
+            for (int i = 0; i < models.Length; i++)
+            {
+                var line = invoice.Lines[i];
+                var charge = plan.Charges[i];
+                var rated = new TierLine[Math.Max(ChargeRater.MaxTierLines(charge.Model), 1)];
+                var result = ChargeRater.Rate(charge, usage[charge.Meter.Code], rated);
+                var tiers = line.GetTiers();
+
+                Assert.Same(charge, line.Charge);
+                AssertSameBits(result.BillableQuantity, line.BillableQuantity);
+                Assert.Equal(result.BillableEvents, line.BillableEvents);
+                Assert.Equal(line.Quantity - line.BillableQuantity, line.FreeUnits);
+                Assert.Equal(result.TierCount, tiers.Length);
+                for (int t = 0; t < tiers.Length; t++)
+                {
+                    AssertSameBits(rated[t], tiers[t]);
+                }
+
+                if (tiers.Length > 0)
+                {
+                    Assert.Equal(line.BillableQuantity, tiers.Sum(t => t.Units));
+                    Assert.Equal(result.Amount, tiers.Sum(t => t.Amount));
+                    Assert.Equal(line.ExactAmount - line.MinimumSpendTopUp, tiers.Sum(t => t.Amount));
+                }
+            }
+        });
+    }
+
+    [Fact]
     public void RatePeriod_AnyPlan_DeterministicAndTotalIsSumOfRoundedLines()
     {
         string[] codes = ["JPY", "USD", "EUR", "BHD", "KWD", "CLF"];

@@ -190,8 +190,8 @@ public sealed class RaterTests
         Assert.Equal([10.000m, 12000.000m, 1.543m], invoice.Lines.Select(l => l.Amount));
         Assert.Equal(invoice.Lines.Sum(l => l.Amount), invoice.Total);
         var calls = invoice.Lines[1];
-        Assert.Equal(calls.BillableQuantity, calls.Tiers.Sum(t => t.Units));
-        Assert.Equal(calls.ExactAmount, calls.Tiers.Sum(t => t.Amount));
+        Assert.Equal(calls.BillableQuantity, calls.GetTiers().Sum(t => t.Units));
+        Assert.Equal(calls.ExactAmount, calls.GetTiers().Sum(t => t.Amount));
         Assert.Contains("calls (graduated) on meter api_calls", calls.Explain());
         Assert.Contains("tier 2", calls.Explain());
     }

@@ -43,9 +43,26 @@ internal static class TestPlans
         Assert.Equal(expected.Count, actual.Count);
         for (int i = 0; i < expected.Count; i++)
         {
-            Assert.Equal(expected[i] with { Tiers = [] }, actual[i] with { Tiers = [] });
-            Assert.Equal(expected[i].Tiers.AsEnumerable(), actual[i].Tiers.AsEnumerable());
+            Assert.Equal(expected[i], actual[i]);
+            Assert.Equal(expected[i].GetTiers().AsEnumerable(), actual[i].GetTiers().AsEnumerable());
         }
+    }
+
+    /// <summary>The same decimal, scale and sign included (<see cref="Assert.Equal{T}(T, T)"/> compares values: 1.0 equals 1.00).</summary>
+    public static void AssertSameBits(decimal expected, decimal actual) =>
+        Assert.Equal(decimal.GetBits(expected), decimal.GetBits(actual));
+
+    /// <summary>The same tier line, every decimal with the same bits.</summary>
+    public static void AssertSameBits(TierLine expected, TierLine actual)
+    {
+        Assert.Equal(expected.Tier, actual.Tier);
+        AssertSameBits(expected.From, actual.From);
+        Assert.Equal(expected.UpTo.HasValue, actual.UpTo.HasValue);
+        AssertSameBits(expected.UpTo.GetValueOrDefault(), actual.UpTo.GetValueOrDefault());
+        AssertSameBits(expected.Units, actual.Units);
+        AssertSameBits(expected.UnitPrice, actual.UnitPrice);
+        AssertSameBits(expected.FlatFee, actual.FlatFee);
+        AssertSameBits(expected.Amount, actual.Amount);
     }
 
     public static BillingPeriod Month(int year, int month) =>

@@ -7,19 +7,21 @@ internal static class TierMath
     /// <summary>
     /// Graduated tiers: units in tier i are <c>min(q, upTo_i) - upTo_{i-1}</c>. A tier is entered when q is above
     /// its lower bound; the first is always entered (its flat fee is due even at q = 0). Writes one line per entered
-    /// tier and returns the exact sum of their amounts.
+    /// tier (none when <paramref name="into"/> is empty: the amount alone) and returns the exact sum of their amounts.
+    /// The amount is the same decimal whether or not the lines are written.
     /// </summary>
     public static decimal Graduated(ReadOnlySpan<Tier> tiers, decimal q, Span<TierLine> into, out int count)
     {
-        if (into.Length < tiers.Length)
+        bool write = !into.IsEmpty;
+        if (write && into.Length < tiers.Length)
         {
             ThrowTooShort(tiers.Length);
         }
 
         // Bit-for-bit the same arithmetic as units * price + flatFee per tier summed into a total, with the
-        // operations that cannot change a bit left out (see Money.IsPlainZero): adding a flat fee of 0m, adding
-        // the first amount to a total of 0m. "q is within this tier" is remembered from the tier's own bound
-        // rather than compared again against the next tier's lower bound.
+        // operations that cannot change a bit left out (see Money.IsPlainZero): subtracting the first tier's lower
+        // bound 0m, adding a flat fee of 0m, adding the first amount to a total of 0m. "q is within this tier" is
+        // remembered from the tier's own bound rather than compared again against the next tier's lower bound.
         decimal lower = 0m;
         decimal total = 0m;
         count = 0;
@@ -27,14 +29,20 @@ internal static class TierMath
         {
             ref readonly var tier = ref tiers[i];
             bool within = tier.UpTo is not { } upTo || q <= upTo;
-            decimal units = (within ? q : tier.UpTo.GetValueOrDefault()) - lower;
+            decimal bound = within ? q : tier.UpTo.GetValueOrDefault();
+            decimal units = i == 0 ? bound : bound - lower; // the first tier's lower bound is 0m: x - 0m is x
             decimal amount = units * tier.UnitPrice;
             if (!Money.IsPlainZero(tier.FlatFee))
             {
                 amount += tier.FlatFee;
             }
 
-            into[count++] = new TierLine(i + 1, lower, tier.UpTo, units, tier.UnitPrice, tier.FlatFee, amount);
+            if (write)
+            {
+                into[count] = new TierLine(i + 1, lower, tier.UpTo, units, tier.UnitPrice, tier.FlatFee, amount);
+            }
+
+            count++;
             total = i == 0 ? amount : total + amount;
             if (within)
             {
@@ -53,14 +61,12 @@ internal static class TierMath
         return total;
     }
 
-    /// <summary>Volume tiers: the tier with <c>q &lt;= upTo</c> (or the last) prices every unit, plus its flat fee.</summary>
+    /// <summary>
+    /// Volume tiers: the tier with <c>q &lt;= upTo</c> (or the last) prices every unit, plus its flat fee. Writes its
+    /// line unless <paramref name="into"/> is empty.
+    /// </summary>
     public static decimal Volume(ReadOnlySpan<Tier> tiers, decimal q, Span<TierLine> into)
     {
-        if (into.Length < 1)
-        {
-            ThrowTooShort(1);
-        }
-
         decimal lower = 0m;
         for (int i = 0; i < tiers.Length; i++)
         {
@@ -73,7 +79,11 @@ internal static class TierMath
                     amount += tier.FlatFee;
                 }
 
-                into[0] = new TierLine(i + 1, lower, tier.UpTo, q, tier.UnitPrice, tier.FlatFee, amount);
+                if (!into.IsEmpty)
+                {
+                    into[0] = new TierLine(i + 1, lower, tier.UpTo, q, tier.UnitPrice, tier.FlatFee, amount);
+                }
+
                 return amount;
             }
 
@@ -85,7 +95,7 @@ internal static class TierMath
     }
 
     [DoesNotReturn]
-    private static void ThrowTooShort(int needed) =>
+    public static void ThrowTooShort(int needed) =>
         throw new ArgumentException($"The tier breakdown span needs room for {needed} tier lines.", "into");
 
     [DoesNotReturn]
