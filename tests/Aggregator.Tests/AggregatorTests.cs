@@ -371,6 +371,26 @@ public sealed class AggregatorTests
         Assert.Contains("region, model", error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("2026-03-01", "9999-12-31")]
+    [InlineData("1600-01-01", "2026-04-01")]
+    public async Task Query_TimeBeyondNanosecondRange_IsRejected(string from, string to)
+    {
+        // Unix nanoseconds in a long cover 1677-2262; beyond, the window arithmetic would wrap round to another century.
+        await using var harness = new Harness();
+        await harness.MeterAsync("acme", "tokens", Aggregation.Sum);
+        await harness.StartAsync();
+        var query = Query("acme", "tokens") with
+        {
+            From = DateTimeOffset.Parse(from, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal),
+            To = DateTimeOffset.Parse(to, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal),
+        };
+
+        var error = await Assert.ThrowsAsync<UsageQueryException>(() => harness.Aggregator.Usage.QueryAsync(query).AsTask());
+        Assert.Equal(UsageQueryError.InvalidArgument, error.Error);
+        Assert.Contains("between 1700-01-01 and 2250-01-01", error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Query_WindowFinerThanMeter_IsRejected()
     {

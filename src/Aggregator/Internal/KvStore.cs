@@ -105,7 +105,11 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     }
 
     /// <summary>Writes the value whole (no read of the old one).</summary>
-    public void Upsert(ref TKey key, ref TValue value) => Session.Upsert(ref key, ref value);
+    public void Upsert(ref TKey key, ref TValue value)
+    {
+        if (Session.Upsert(ref key, ref value).IsPending)
+            CompletePending();
+    }
 
     /// <summary>A read; false when the key is absent.</summary>
     public bool TryRead(ref TKey key, ref TInput input, out TOutput output)
@@ -154,9 +158,11 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     public async ValueTask<Guid> CheckpointAsync(CancellationToken cancellationToken)
     {
         // FASTER takes one checkpoint at a time, and a checkpoint whose caller stopped waiting (the loop is cancelled
-        // at shutdown, then the final checkpoint follows) goes on inside FASTER: let it finish first.
-        await Kv.CompleteCheckpointAsync(cancellationToken).ConfigureAwait(false);
-        var (success, token) = await Kv.TakeFullCheckpointAsync(CheckpointType.FoldOver, cancellationToken).ConfigureAwait(false);
+        // at shutdown, then the final checkpoint follows) goes on inside FASTER: let it finish first. FASTER itself
+        // gets no token: cancelling its state machine half way leaves a checkpoint that the next one cannot finish.
+        cancellationToken.ThrowIfCancellationRequested();
+        await Kv.CompleteCheckpointAsync(CancellationToken.None).ConfigureAwait(false);
+        var (success, token) = await Kv.TakeFullCheckpointAsync(CheckpointType.FoldOver, CancellationToken.None).ConfigureAwait(false);
         if (!success)
             throw new InvalidOperationException("FASTER refused the checkpoint (another checkpoint was in progress).");
         return token;

@@ -71,6 +71,9 @@ internal sealed class RowAccumulator(QueryPlan plan)
 /// </summary>
 internal sealed class UsageQueryService(IMeterCatalog catalog, IEventLog log, PartitionAggregator[] partitions) : IUsageQuery
 {
+    private static readonly DateTimeOffset EarliestTime = new(1700, 1, 1, 0, 0, 0, TimeSpan.Zero);
+    private static readonly DateTimeOffset LatestTime = new(2250, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
     public async ValueTask<UsageResult> QueryAsync(UsageQuery query, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(query);
@@ -140,6 +143,10 @@ internal sealed class UsageQueryService(IMeterCatalog catalog, IEventLog log, Pa
             throw Invalid($"windowSize {size.ToString().ToUpperInvariant()} is finer than the meter's window ({meter.WindowSize.ToString().ToUpperInvariant()}).");
         if (query.From >= query.To)
             throw Invalid("from must be before to.");
+        // Times are kept as Unix nanoseconds in a long: outside these bounds they would wrap round, and the query
+        // would silently answer for another century.
+        if (query.From < EarliestTime || query.To > LatestTime)
+            throw Invalid($"from and to must be between {EarliestTime:yyyy-MM-dd} and {LatestTime:yyyy-MM-dd}.");
         long from = Windows.Start(size, Windows.FromDateTimeOffset(query.From));
         long toTime = Windows.FromDateTimeOffset(query.To);
         long to = Windows.Start(size, toTime);
