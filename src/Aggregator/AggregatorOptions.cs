@@ -42,6 +42,11 @@ public sealed class AggregatorOptions
     /// checkpoint: expired ids and markers are dropped, live ones move to the tail.</summary>
     public long DedupeCompactionBytes { get; set; } = 1L << 30;
 
+    /// <summary>A checkpoint writes a store's hash index only once the store's log has grown this much since the
+    /// last index checkpoint (and at the first checkpoint after a start); the others write the log and a little
+    /// metadata. Recovery replays at most this much of a store's log into its index.</summary>
+    public long IndexCheckpointLogBytes { get; set; } = 256L << 20;
+
     /// <summary>Records applied between two looks at pending queries and checkpoints.</summary>
     public int BatchSize { get; set; } = 4096;
 }

@@ -25,9 +25,9 @@ public sealed class KvStoreTests
             }
             Assert.True(store.Kv.TryInitiateFullCheckpoint(out var running, CheckpointType.FoldOver));
 
-            var taken = await store.CheckpointAsync(CancellationToken.None);
+            var taken = await store.CheckpointAsync(withIndex: true, long.MaxValue, CancellationToken.None);
 
-            Assert.NotEqual(running, taken);
+            Assert.NotEqual(running, taken.Log);
         }
         Directory.Delete(directory, recursive: true);
     }

@@ -69,6 +69,8 @@ internal sealed class AggregatorHost : IAggregator
             throw new ArgumentException($"Aggregator.CheckpointInterval must be positive, not {options.CheckpointInterval}.", nameof(options));
         if (options.DedupeRetention <= TimeSpan.Zero)
             throw new ArgumentException($"Aggregator.DedupeRetention must be positive, not {options.DedupeRetention}.", nameof(options));
+        if (options.IndexCheckpointLogBytes <= 0)
+            throw new ArgumentException($"Aggregator.IndexCheckpointLogBytes must be positive, not {options.IndexCheckpointLogBytes}.", nameof(options));
         if (options.BatchSize <= 0)
             throw new ArgumentException($"Aggregator.BatchSize must be positive, not {options.BatchSize}.", nameof(options));
         StoreSizes.From(options, options.AggregatesMemoryBytes, options.AggregatesIndexBytes, "Aggregates");

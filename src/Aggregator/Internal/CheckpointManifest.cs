@@ -10,10 +10,12 @@ namespace AlphaMesh.Aggregator.Internal;
 /// directory flushed) only after everything it references is durable, so a crash at any moment leaves either the
 /// previous manifest or the new one, each pointing at a complete checkpoint.
 /// </summary>
-internal sealed record CheckpointManifest(long Sequence, long Position, Guid Aggregates, Guid Dedupe, string StateFile)
+internal sealed record CheckpointManifest(long Sequence, long Position, StoreCheckpoint Aggregates, StoreCheckpoint Dedupe, string StateFile)
 {
     public const string FileName = "checkpoint.manifest";
-    private const int Format = 1;
+    // Format 2: each store's checkpoint is an index checkpoint and a (later or same) log checkpoint. Format 1 had one
+    // full checkpoint per store; it still reads, as the same token for both.
+    private const int Format = 2;
 
     public static CheckpointManifest? TryRead(string directory)
     {
@@ -29,13 +31,17 @@ internal sealed record CheckpointManifest(long Sequence, long Position, Guid Agg
         }
         try
         {
-            if (int.Parse(values["format"], CultureInfo.InvariantCulture) != Format)
-                throw new InvalidOperationException($"The aggregator checkpoint manifest '{path}' has format {values["format"]}; this version reads format {Format}.");
+            int format = int.Parse(values["format"], CultureInfo.InvariantCulture);
+            if (format is not (1 or Format))
+                throw new InvalidOperationException($"The aggregator checkpoint manifest '{path}' has format {values["format"]}; this version reads formats 1 and {Format}.");
+            StoreCheckpoint Store(string name) => format == 1
+                ? new StoreCheckpoint(Guid.Parse(values[name]), Guid.Parse(values[name]))
+                : new StoreCheckpoint(Guid.Parse(values[name + ".index"]), Guid.Parse(values[name + ".log"]));
             return new CheckpointManifest(
                 long.Parse(values["sequence"], CultureInfo.InvariantCulture),
                 long.Parse(values["position"], CultureInfo.InvariantCulture),
-                Guid.Parse(values["aggregates"]),
-                Guid.Parse(values["dedupe"]),
+                Store("aggregates"),
+                Store("dedupe"),
                 values["state"]);
         }
         catch (Exception e) when (e is KeyNotFoundException or FormatException or OverflowException)
@@ -49,7 +55,7 @@ internal sealed record CheckpointManifest(long Sequence, long Position, Guid Agg
         string path = Path.Combine(directory, FileName);
         string temp = path + ".tmp";
         string text = string.Create(CultureInfo.InvariantCulture,
-            $"# AlphaMesh aggregator checkpoint. Do not edit.\nformat={Format}\nsequence={Sequence}\nposition={Position}\naggregates={Aggregates:D}\ndedupe={Dedupe:D}\nstate={StateFile}\n");
+            $"# AlphaMesh aggregator checkpoint. Do not edit.\nformat={Format}\nsequence={Sequence}\nposition={Position}\naggregates.index={Aggregates.Index:D}\naggregates.log={Aggregates.Log:D}\ndedupe.index={Dedupe.Index:D}\ndedupe.log={Dedupe.Log:D}\nstate={StateFile}\n");
         using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
         {
             stream.Write(Encoding.UTF8.GetBytes(text));
@@ -59,3 +65,7 @@ internal sealed record CheckpointManifest(long Sequence, long Position, Guid Agg
         DirectorySync.Flush(directory);
     }
 }
+
+/// <summary>A store's part of a checkpoint: the index checkpoint and the log checkpoint to recover together (the same
+/// token for a full checkpoint).</summary>
+internal readonly record struct StoreCheckpoint(Guid Index, Guid Log);

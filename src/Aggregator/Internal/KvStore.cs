@@ -46,6 +46,10 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
 {
     private readonly IDevice _device;
     private readonly DeviceLogCommitCheckpointManager _checkpoints;
+    // The last index checkpoint of this run and the log's tail when it was taken (none after a restart: the first
+    // checkpoint then writes the index).
+    private Guid _indexToken;
+    private long _indexTail;
 
     public KvStore(string directory, StoreSizes sizes, IFasterEqualityComparer<TKey> comparer, TFunctions functions)
     {
@@ -86,11 +90,15 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
 
     public ClientSession<TKey, TValue, TInput, TOutput, Empty, TFunctions> Session { get; private set; }
 
-    /// <summary>Restores the full checkpoint <paramref name="token"/> (taken by <see cref="CheckpointAsync"/>).</summary>
-    public void Recover(Guid token, TFunctions functions)
+    /// <summary>Restores a checkpoint taken by <see cref="CheckpointAsync"/>: an index checkpoint and a log
+    /// checkpoint (FASTER replays the log between the two into the index).</summary>
+    public void Recover(StoreCheckpoint checkpoint, TFunctions functions)
     {
         Session.Dispose();
-        Kv.Recover(token);
+        if (checkpoint.Index == checkpoint.Log)
+            Kv.Recover(checkpoint.Index);
+        else
+            Kv.Recover(checkpoint.Index, checkpoint.Log);
         Session = Kv.For(functions).NewSession<TFunctions>(functions);
     }
 
@@ -153,32 +161,47 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
         return output;
     }
 
-    /// <summary>Takes a full (index and log) checkpoint and waits until it is durable. Fold-over: the log's
-    /// in-memory part is flushed and becomes read-only, so the checkpoint writes only what changed since the last one.</summary>
-    public async ValueTask<Guid> CheckpointAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Takes a checkpoint and waits until it is durable. Fold-over: the log's in-memory part is flushed and becomes
+    /// read-only, so it writes only what changed since the last one. The hash index, which is written whole (tens of
+    /// MiB), is written only when <paramref name="withIndex"/>, or when the log has grown by
+    /// <paramref name="indexEveryLogBytes"/> since the last index checkpoint, or when there is none in this run: a
+    /// recovery replays the log written since the index checkpoint into the index, so this bounds that replay, and
+    /// most checkpoints are a log flush and a little metadata (the bursts of index writes made the ingest log's
+    /// synchronous writes, on the same disk, wait).
+    /// </summary>
+    public async ValueTask<StoreCheckpoint> CheckpointAsync(bool withIndex, long indexEveryLogBytes, CancellationToken cancellationToken)
     {
         // FASTER takes one checkpoint at a time, and a checkpoint whose caller stopped waiting (the loop is cancelled
         // at shutdown, then the final checkpoint follows) goes on inside FASTER: let it finish first. FASTER itself
         // gets no token: cancelling its state machine half way leaves a checkpoint that the next one cannot finish.
         cancellationToken.ThrowIfCancellationRequested();
         await Kv.CompleteCheckpointAsync(CancellationToken.None).ConfigureAwait(false);
-        var (success, token) = await Kv.TakeFullCheckpointAsync(CheckpointType.FoldOver, CancellationToken.None).ConfigureAwait(false);
-        if (!success)
+        long tail = Kv.Log.TailAddress;
+        if (withIndex || _indexToken == Guid.Empty || tail - _indexTail >= indexEveryLogBytes)
+        {
+            var (success, token) = await Kv.TakeFullCheckpointAsync(CheckpointType.FoldOver, CancellationToken.None).ConfigureAwait(false);
+            if (!success)
+                throw new InvalidOperationException("FASTER refused the checkpoint (another checkpoint was in progress).");
+            _indexToken = token;
+            _indexTail = tail;
+            return new StoreCheckpoint(token, token);
+        }
+        var (logSuccess, logToken) = await Kv.TakeHybridLogCheckpointAsync(CheckpointType.FoldOver, tryIncremental: false, CancellationToken.None).ConfigureAwait(false);
+        if (!logSuccess)
             throw new InvalidOperationException("FASTER refused the checkpoint (another checkpoint was in progress).");
-        return token;
+        return new StoreCheckpoint(_indexToken, logToken);
     }
 
-    /// <summary>Deletes the checkpoints other than <paramref name="keep"/>.</summary>
-    public void PurgeExcept(Guid keep)
+    /// <summary>Deletes the checkpoints <paramref name="keep"/> does not need. (FASTER's purge of a token deletes
+    /// its index and its log checkpoint both.)</summary>
+    public void PurgeExcept(StoreCheckpoint keep)
     {
-        foreach (var token in new List<Guid>(_checkpoints.GetLogCheckpointTokens()))
+        var tokens = new HashSet<Guid>(_checkpoints.GetLogCheckpointTokens());
+        tokens.UnionWith(_checkpoints.GetIndexCheckpointTokens());
+        foreach (var token in tokens)
         {
-            if (token != keep)
-                _checkpoints.Purge(token);
-        }
-        foreach (var token in new List<Guid>(_checkpoints.GetIndexCheckpointTokens()))
-        {
-            if (token != keep)
+            if (token != keep.Index && token != keep.Log)
                 _checkpoints.Purge(token);
         }
     }

@@ -55,6 +55,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private readonly long _retention;
     private readonly int _batchSize;
     private readonly long _compactionBytes;
+    private readonly long _indexCheckpointLogBytes;
     private readonly TimeSpan _checkpointInterval;
     private readonly TimeProvider _time;
     private readonly AggregateStore _aggregates;
@@ -94,6 +95,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         _retention = checked((long)options.DedupeRetention.TotalMicroseconds * 1000);
         _batchSize = options.BatchSize;
         _compactionBytes = options.DedupeCompactionBytes;
+        _indexCheckpointLogBytes = options.IndexCheckpointLogBytes;
         _checkpointInterval = options.CheckpointInterval;
         _time = time;
         _aggregates = new AggregateStore(Path.Combine(directory, "aggregates"), StoreSizes.From(options, options.AggregatesMemoryBytes, options.AggregatesIndexBytes, "Aggregates"),
@@ -694,10 +696,12 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         long position = _position;
         if (position == _checkpointPosition)
             return; // nothing applied since the last checkpoint
-        CompactDedupe();
+        // After a compaction the dedupe log begins later: its next checkpoint writes the index, so that recovery never
+        // has to replay from below the log's new beginning.
+        bool compacted = CompactDedupe();
         WriteBackHotWindows();
-        var aggregates = await _aggregates.CheckpointAsync(cancellationToken).ConfigureAwait(false);
-        var dedupe = await _dedupe.CheckpointAsync(cancellationToken).ConfigureAwait(false);
+        var aggregates = await _aggregates.CheckpointAsync(withIndex: false, _indexCheckpointLogBytes, cancellationToken).ConfigureAwait(false);
+        var dedupe = await _dedupe.CheckpointAsync(withIndex: compacted, _indexCheckpointLogBytes, cancellationToken).ConfigureAwait(false);
         long sequence = _sequence + 1;
         string stateFile = $"state-{sequence:D10}.bin";
         WriteState(Path.Combine(_directory, stateFile));
@@ -717,14 +721,16 @@ internal sealed class PartitionAggregator : IAsyncDisposable
 
     /// <summary>Drops expired event ids and markers from the oldest quarter of the dedupe log once it is long.
     /// "Now" is the latest ingest time applied, not the clock, so that a replay compacts the same way.</summary>
-    private void CompactDedupe()
+    private bool CompactDedupe()
     {
         long bytes = _dedupe.LogBytes;
         if (bytes <= _compactionBytes)
-            return;
+            return false;
         long until = Math.Min(_dedupe.Kv.Log.BeginAddress + (bytes / 4), _dedupe.Kv.Log.SafeReadOnlyAddress);
-        if (until > _dedupe.Kv.Log.BeginAddress)
-            _dedupe.Session.Compact(until, FASTER.core.CompactionType.Scan, new ExpiredDedupeEntries(_maxIngestTime));
+        if (until <= _dedupe.Kv.Log.BeginAddress)
+            return false;
+        _dedupe.Session.Compact(until, FASTER.core.CompactionType.Scan, new ExpiredDedupeEntries(_maxIngestTime));
+        return true;
     }
 
     /// <summary>Compacts now, whatever the log's length (tests).</summary>
