@@ -87,10 +87,13 @@ public sealed class TenantApiTests(TenantApiFixture fixture) : IClassFixture<Ten
     private static void AssertError(HttpStatusCode expected, string code, (HttpStatusCode Status, JsonNode? Body, HttpResponseMessage _) actual, string? field = null)
     {
         Assert.True(expected == actual.Status, $"expected {expected}, got {actual.Status}: {actual.Body?.ToJsonString()}");
-        Assert.Equal(code, actual.Body?["error"]?["code"]?.GetValue<string>());
-        Assert.False(string.IsNullOrEmpty(actual.Body?["error"]?["message"]?.GetValue<string>()));
+        Assert.Equal("application/problem+json", actual._.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(code, actual.Body?["code"]?.GetValue<string>());
+        Assert.Equal((int)expected, actual.Body?["status"]?.GetValue<int>());
+        Assert.False(string.IsNullOrEmpty(actual.Body?["title"]?.GetValue<string>()));
+        Assert.False(string.IsNullOrEmpty(actual.Body?["detail"]?.GetValue<string>()));
         if (field is not null)
-            Assert.Equal(field, actual.Body?["error"]?["field"]?.GetValue<string>());
+            Assert.Equal(field, actual.Body?["field"]?.GetValue<string>());
     }
 
     [Fact]
@@ -148,7 +151,7 @@ public sealed class TenantApiTests(TenantApiFixture fixture) : IClassFixture<Ten
     {
         var (_, body, _) = await PostAsync("/v1/tenants", OperatorKey, """{"id":"ok-2","name":"x","plan":"pro"}""");
 
-        Assert.Contains("plan", body!["error"]!["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Contains("plan", body!["detail"]!.GetValue<string>(), StringComparison.Ordinal);
     }
 
     [Fact]

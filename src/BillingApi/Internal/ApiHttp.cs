@@ -9,16 +9,20 @@ namespace AlphaMesh.BillingApi.Internal;
 /// <summary>A finished answer: status and body. Kept whole so that an Idempotency-Key can store and replay it.</summary>
 internal readonly record struct ApiResult(int Status, object Body);
 
-internal sealed record ErrorBody(ErrorDetail Error);
+/// <summary>An RFC 9457 problem: <c>title</c> says what kind of error, <c>detail</c> what exactly is wrong, <c>code</c>
+/// is the stable machine-readable kind and <c>field</c> the field or parameter at fault, when one is.</summary>
+internal sealed record ProblemBody(string Type, string Title, int Status, string Detail, string Code,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Field = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<FieldError>? Errors = null);
 
-internal sealed record ErrorDetail(string Code, string Message,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Field = null);
+/// <summary>One of several fields at fault in one request.</summary>
+internal sealed record FieldError(string Field, string Message);
 
 /// <summary>A page of a list; <c>nextCursor</c> is null on the last page.</summary>
 internal sealed record PageBody<T>(IReadOnlyList<T> Data, string? NextCursor);
 
-/// <summary>JSON in and out, errors in the <c>{"error":{"code","message"}}</c> shape of the other endpoints (plus
-/// <c>field</c> when one field is at fault), bearer authorization like ingest.</summary>
+/// <summary>JSON in and out, errors as <c>application/problem+json</c> (RFC 9457) with the field at fault, bearer
+/// authorization like ingest.</summary>
 internal static class ApiHttp
 {
     public const int MaxBodyBytes = 64 * 1024;
@@ -29,17 +33,42 @@ internal static class ApiHttp
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
     };
 
+    public const string ProblemContentType = "application/problem+json";
+
     public static ApiResult Error(int status, string code, string message, string? field = null)
-        => new(status, new ErrorBody(new ErrorDetail(code, message, field)));
+        => new(status, new ProblemBody("https://alphamesh.dev/problems/" + code.Replace('_', '-'), Title(code), status, message, code, field));
+
+    /// <summary>One short title per kind of problem, the same for every occurrence (RFC 9457 3.1.4).</summary>
+    private static string Title(string code) => code switch
+    {
+        "invalid_argument" => "The request is invalid",
+        "unauthenticated" => "Authentication is required",
+        "permission_denied" => "The API key may not do this",
+        "not_found" => "Not found",
+        "already_exists" => "It already exists",
+        "idempotency_key_reused" => "The Idempotency-Key was used for another request",
+        "request_too_large" => "The body is too large",
+        "conflict" => "The request conflicts with the current state",
+        _ => code.Replace('_', ' '),
+    };
 
     public static ApiResult BadRequest(string message, string? field = null) => Error(400, "invalid_argument", message, field);
+
+    /// <summary>A 400 for every field at fault: <c>detail</c> joins the messages, <c>field</c> names the first and
+    /// <c>errors</c> lists them all.</summary>
+    public static ApiResult Invalid(IReadOnlyList<(string Field, string Message)> errors)
+    {
+        var list = errors.Select(e => new FieldError(e.Field, e.Message)).ToList();
+        return new(400, new ProblemBody("https://alphamesh.dev/problems/invalid-argument", Title("invalid_argument"), 400,
+            string.Join(" ", list.Select(e => e.Message)), "invalid_argument", list[0].Field, list));
+    }
 
     public static ApiResult NotFound(string message) => Error(404, "not_found", message);
 
     public static async Task WriteAsync(HttpContext http, ApiResult result)
     {
         http.Response.StatusCode = result.Status;
-        http.Response.ContentType = "application/json";
+        http.Response.ContentType = result.Status >= 400 ? ProblemContentType : "application/json";
         await JsonSerializer.SerializeAsync(http.Response.Body, result.Body, result.Body.GetType(), Json, http.RequestAborted);
     }
 

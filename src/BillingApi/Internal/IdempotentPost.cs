@@ -98,7 +98,7 @@ internal sealed class IdempotentPost(BillingDatabase database, IOptions<BillingO
             return;
         }
         http.Response.StatusCode = reader.GetInt32(1);
-        http.Response.ContentType = "application/json";
+        http.Response.ContentType = http.Response.StatusCode >= 400 ? ApiHttp.ProblemContentType : "application/json";
         http.Response.Headers[ReplayedHeader] = "true";
         await http.Response.WriteAsync(reader.GetString(2), cancellationToken);
     }

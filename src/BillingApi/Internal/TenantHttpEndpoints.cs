@@ -50,7 +50,7 @@ internal sealed class TenantHttpEndpoints(IApiKeyStore keys, PostgresApiKeyStore
         ValidateName(request.Name, "name", required: true, errors);
         if (errors.Count > 0)
         {
-            await ApiHttp.WriteAsync(http, Invalid(errors));
+            await ApiHttp.WriteAsync(http, ApiHttp.Invalid(errors));
             return;
         }
         await post.ExecuteAsync(http, principal.TenantId, body, async (connection, ct) =>
@@ -92,7 +92,7 @@ internal sealed class TenantHttpEndpoints(IApiKeyStore keys, PostgresApiKeyStore
         var scopes = ParseScopes(request.Scopes, errors);
         if (errors.Count > 0)
         {
-            await ApiHttp.WriteAsync(http, Invalid(errors));
+            await ApiHttp.WriteAsync(http, ApiHttp.Invalid(errors));
             return;
         }
         // The idempotency record belongs to the caller's tenant: it is the caller who retries.
@@ -177,9 +177,6 @@ internal sealed class TenantHttpEndpoints(IApiKeyStore keys, PostgresApiKeyStore
             await ApiHttp.WriteAsync(http, e);
         return (body, request);
     }
-
-    private static ApiResult Invalid(List<(string Field, string Message)> errors)
-        => ApiHttp.BadRequest(string.Join(" ", errors.Select(e => e.Message)), errors[0].Field);
 
     /// <summary>Tenant ids go into every stored key and the event log, so they are short and plain.</summary>
     private static void ValidateTenantId(string? id, List<(string, string)> errors)
