@@ -3,4 +3,11 @@ using AlphaMesh.LoadTests;
 var options = LoadOptions.Parse(args, Console.Error);
 if (options is null)
     return 64; // usage error
-return await LoadRun.RunAsync(options, Console.Out);
+
+// run.sh passes the command as typed and the commit; run directly, the arguments are the command.
+string command = Environment.GetEnvironmentVariable("ALPHAMESH_LOAD_COMMAND") is { Length: > 0 } typed
+    ? typed
+    : "dotnet AlphaMesh.LoadTests.dll " + string.Join(' ', args);
+string? commit = Environment.GetEnvironmentVariable("ALPHAMESH_LOAD_COMMIT") is { Length: > 0 } c ? c : null;
+var (exitCode, _) = await Harness.RunAsync(options, Console.Out, live: !Console.IsOutputRedirected, command, commit);
+return exitCode;

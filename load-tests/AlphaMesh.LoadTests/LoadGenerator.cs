@@ -1,0 +1,418 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Threading.Channels;
+using AlphaMesh.Client;
+using HdrHistogram;
+
+namespace AlphaMesh.LoadTests;
+
+/// <summary>Counters of the whole load (all streams) at one moment.</summary>
+/// <param name="Offered">Events the schedule asked for (open model) or the producers handed over (closed model).</param>
+/// <param name="NotOffered">Open model: events the schedule asked for while the stream's buffer was full.</param>
+/// <param name="Acknowledged">Events the server acknowledged as durable (the SDK's count).</param>
+/// <param name="Rejected">Events the server refused one by one.</param>
+/// <param name="Failed">Events of batches that failed without retry.</param>
+/// <param name="BatchesSent">Batches written for the first time.</param>
+/// <param name="BatchesResent">Batches written again on a new stream (after a reconnect).</param>
+/// <param name="Reconnects">Streams opened after a failed one.</param>
+internal readonly record struct LoadCounters(long Offered, long NotOffered, long Acknowledged, long Rejected, long Failed,
+    long BatchesSent, long BatchesResent, long Reconnects);
+
+/// <summary>
+/// The load: one <see cref="UsageClient"/> (one gRPC stream) per stream, each bound to one tenant's key, each with a
+/// producer and a settling loop. Every event is sent with <c>TrackAsync</c>, whose task completes when the server
+/// acknowledged the event as durable (or faults when it refused it or its batch failed): the settling loop awaits
+/// those tasks in order and writes each acknowledged event into the stream's <see cref="Ledger"/>, so the ledger
+/// holds exactly the events the harness got a reply for.
+/// </summary>
+/// <remarks>
+/// Open model (rate &gt; 0): the producer hands over the events the schedule has made due since its last turn
+/// (about every millisecond), never waiting for replies; an event due while the stream already holds
+/// <see cref="LoadOptions.BufferPerStream"/> unsettled events is counted as not offered. Closed model (rate 0): the
+/// producer hands over events whenever the stream holds fewer than that. Reply latency is the SDK's
+/// <see cref="UsageClientOptions.OnBatchAcknowledged"/>: from a batch's (last) write to the stream to its reply.
+/// </remarks>
+internal sealed class LoadGenerator : IAsyncDisposable
+{
+    /// <summary>Tokens values: some whose sums a double gets wrong, the rest 0.001 to 99.999 (all above 0).</summary>
+    public static readonly decimal[] TokenValues = MakeTokenValues();
+
+    private readonly LoadStream[] _streams;
+    private readonly ConcurrentDictionary<string, long> _errors = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stop = new();
+    private double _rate;
+
+    public LoadGenerator(LoadOptions options, Uri endpoint, IReadOnlyList<LoadTenant> tenants, IReadOnlyList<string> customers)
+    {
+        Tenants = tenants;
+        Customers = customers;
+        _rate = options.Rate;
+        _streams = new LoadStream[options.Streams];
+        for (int s = 0; s < _streams.Length; s++)
+            _streams[s] = new LoadStream(this, s, tenants[s % tenants.Count], endpoint, options);
+    }
+
+    public IReadOnlyList<LoadTenant> Tenants { get; }
+    public IReadOnlyList<string> Customers { get; }
+
+    /// <summary>Events per second offered in total (open model); 0 for the closed model. May change while running.</summary>
+    public double Rate
+    {
+        get => Volatile.Read(ref _rate);
+        set => Volatile.Write(ref _rate, value);
+    }
+
+    /// <summary>Events not acknowledged by reason: <c>rejected:&lt;code&gt;</c>, <c>failed:&lt;gRPC status&gt;</c>.</summary>
+    public IReadOnlyDictionary<string, long> Errors => _errors;
+
+    public void Start()
+    {
+        foreach (var stream in _streams)
+            stream.Start(_stop.Token);
+    }
+
+    public LoadCounters Snapshot()
+    {
+        long offered = 0, notOffered = 0, acknowledged = 0, rejected = 0, failed = 0, sent = 0, resent = 0, reconnects = 0;
+        foreach (var stream in _streams)
+        {
+            var c = stream.Client.Counters;
+            offered += stream.Offered;
+            notOffered += stream.NotOffered;
+            acknowledged += c.EventsAcknowledged;
+            rejected += c.EventsRejected;
+            failed += c.EventsFailed;
+            sent += c.BatchesSent;
+            resent += c.BatchesResent;
+            reconnects += c.Reconnects;
+        }
+        return new LoadCounters(offered, notOffered, acknowledged, rejected, failed, sent, resent, reconnects);
+    }
+
+    /// <summary>Moves the reply latencies recorded since the last call into <paramref name="into"/>.</summary>
+    public void DrainLatencies(HistogramBase into)
+    {
+        foreach (var stream in _streams)
+            stream.Latencies.DrainInto(into);
+    }
+
+    /// <summary>
+    /// Stops producing, waits up to <paramref name="flushTimeout"/> until every event handed over is acknowledged
+    /// or failed, closes the clients and waits for the ledgers. Returns false if the flush timed out (the events
+    /// still outstanding then fail as the clients close).
+    /// </summary>
+    public async Task<bool> StopAsync(TimeSpan flushTimeout)
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(_streams.Select(s => s.Producing)).ConfigureAwait(false);
+        bool flushed = true;
+        try
+        {
+            await Task.WhenAll(_streams.Select(s => s.Client.FlushAsync())).WaitAsync(flushTimeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            flushed = false;
+        }
+        foreach (var stream in _streams)
+            await stream.Client.DisposeAsync().ConfigureAwait(false);
+        await Task.WhenAll(_streams.Select(s => s.Settling)).ConfigureAwait(false);
+        return flushed;
+    }
+
+    /// <summary>The series the server should report for the ledgers (call after <see cref="StopAsync"/>).</summary>
+    public Dictionary<SeriesKey, decimal> ExpectedSeries()
+    {
+        var expected = new Dictionary<SeriesKey, decimal>();
+        foreach (var tenant in Tenants)
+        {
+            var merged = new Ledger(Customers.Count, LoadMeters.Models.Length);
+            foreach (var stream in _streams.Where(s => s.Tenant == tenant))
+                merged.Merge(stream.Ledger);
+            merged.AddExpectedSeries(tenant.Id, Customers, LoadMeters.Models, expected);
+        }
+        return expected;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_stop.IsCancellationRequested)
+            await StopAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+        _stop.Dispose();
+    }
+
+    private void CountError(Exception? error)
+    {
+        string code = error?.GetBaseException() switch
+        {
+            UsageRejectedException rejected => "rejected:" + rejected.Code,
+            UsageBatchFailedException failed => "failed:" + failed.StatusCode,
+            { } other => "failed:" + other.GetType().Name,
+            null => "failed:unknown",
+        };
+        _errors.AddOrUpdate(code, 1, (_, n) => n + 1);
+    }
+
+    private static decimal[] MakeTokenValues()
+    {
+        decimal[] tricky = [0.1m, 0.2m, 0.3m, 0.25m, 1.5m, 2m, 0.001m, 10.125m];
+        var values = new decimal[997];
+        for (int i = 0; i < values.Length; i++)
+            values[i] = i < tricky.Length ? tricky[i] : ((i * 7919L % 99_999) + 1) / 1000m;
+        return values;
+    }
+
+    /// <summary>One stream: its client, producer, settling loop, ledger and latencies.</summary>
+    private sealed class LoadStream
+    {
+        /// <summary>A partly filled chunk goes to the settling loop after this long, so that a slow rate does not
+        /// hold events (and buffer budget) back for long.</summary>
+        private static readonly long ChunkMaxAgeTicks = Stopwatch.Frequency / 50;
+
+        /// <summary>Every (tokens, model) combination, as the SDK takes data: index = value * models + model.</summary>
+        private static readonly KeyValuePair<string, string>[][] s_data = MakeData();
+
+        private readonly LoadGenerator _owner;
+        private readonly int _index;
+        private readonly int _streamCount;
+        private readonly bool _closedModel;
+        private readonly long _budget;
+        private readonly Channel<Chunk> _chunks = Channel.CreateUnbounded<Chunk>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        private ulong _random;
+        private long _offered;
+        private long _notOffered;
+        private long _outstanding; // handed to the SDK and not yet settled
+
+        public LoadStream(LoadGenerator owner, int index, LoadTenant tenant, Uri endpoint, LoadOptions options)
+        {
+            _owner = owner;
+            _index = index;
+            _streamCount = options.Streams;
+            _closedModel = options.ClosedModel;
+            _budget = options.BufferPerStream;
+            _random = (ulong)(index + 1) * 0x9E3779B97F4A7C15UL;
+            Tenant = tenant;
+            Ledger = new Ledger(owner.Customers.Count, LoadMeters.Models.Length);
+            Client = new UsageClient(new UsageClientOptions
+            {
+                Endpoint = endpoint,
+                ApiKey = tenant.Key,
+                MaxBatchEvents = options.Batch,
+                MaxBatchesInFlight = options.InFlight,
+                // The SDK never has to refuse or hold back an event: it holds at most what is unsettled here, plus
+                // the batch whose trackers were completed just before its events left the SDK's count.
+                MaxBufferedEvents = options.BufferPerStream + options.Batch,
+                // Reconnect within a second of a restarted server being back (the default back-off grows to 10 s).
+                RetryMaxBackoff = TimeSpan.FromSeconds(1),
+                DisposeTimeout = TimeSpan.FromSeconds(10),
+                OnBatchAcknowledged = Latencies.Record,
+            });
+        }
+
+        public LoadTenant Tenant { get; }
+        public UsageClient Client { get; }
+        public Ledger Ledger { get; }
+        public LatencyRecorder Latencies { get; } = new();
+        public Task Producing { get; private set; } = Task.CompletedTask;
+        public Task Settling { get; private set; } = Task.CompletedTask;
+        public long Offered => Volatile.Read(ref _offered);
+        public long NotOffered => Volatile.Read(ref _notOffered);
+
+        public void Start(CancellationToken stop)
+        {
+            Settling = Task.Run(SettleAsync, CancellationToken.None);
+            Producing = Task.Run(() => _closedModel ? ProduceClosedAsync(stop) : ProduceOpenAsync(stop), CancellationToken.None);
+        }
+
+        private async Task ProduceOpenAsync(CancellationToken stop)
+        {
+            var chunk = new Chunk();
+            long last = Stopwatch.GetTimestamp();
+            double due = 0;
+            long offered = 0;
+            try
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    long now = Stopwatch.GetTimestamp();
+                    // The schedule integrates the (possibly changing) rate: events due = ∫ rate dt.
+                    due += _owner.Rate / _streamCount * (now - last) / Stopwatch.Frequency;
+                    last = now;
+                    for (; offered < (long)due; offered++)
+                    {
+                        if (Volatile.Read(ref _outstanding) >= _budget)
+                            Interlocked.Increment(ref _notOffered);
+                        else
+                            chunk = Track(chunk);
+                    }
+                    Volatile.Write(ref _offered, offered);
+                    if (chunk.Count > 0 && now - chunk.Started > ChunkMaxAgeTicks)
+                        chunk = Push(chunk);
+                    try
+                    {
+                        await Task.Delay(1, stop).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        break;
+                    }
+                }
+            }
+            finally
+            {
+                Push(chunk);
+                _chunks.Writer.Complete();
+            }
+        }
+
+        private async Task ProduceClosedAsync(CancellationToken stop)
+        {
+            var chunk = new Chunk();
+            long offered = 0;
+            try
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    if (Volatile.Read(ref _outstanding) >= _budget)
+                    {
+                        chunk = Push(chunk);
+                        // The buffer holds a second or more of events: a millisecond's poll costs nothing measurable.
+                        try
+                        {
+                            await Task.Delay(1, stop).ConfigureAwait(false);
+                        }
+                        catch (OperationCanceledException)
+                        {
+                            break;
+                        }
+                        continue;
+                    }
+                    for (int n = 0; n < Chunk.Capacity && Volatile.Read(ref _outstanding) < _budget; n++, offered++)
+                        chunk = Track(chunk);
+                    Volatile.Write(ref _offered, offered);
+                }
+            }
+            finally
+            {
+                Push(chunk);
+                _chunks.Writer.Complete();
+            }
+        }
+
+        /// <summary>Sends one event of a random customer, tokens value and model; returns the chunk to add the next one to.</summary>
+        private Chunk Track(Chunk chunk)
+        {
+            int customer = (int)(Next() % (ulong)_owner.Customers.Count);
+            int data = (int)(Next() % (ulong)s_data.Length);
+            var acknowledged = Client.TrackAsync(LoadMeters.EventType, _owner.Customers[customer], s_data[data]);
+            Interlocked.Increment(ref _outstanding);
+            chunk.Add(acknowledged, customer, data);
+            return chunk.Count == Chunk.Capacity ? Push(chunk) : chunk;
+        }
+
+        private Chunk Push(Chunk chunk)
+        {
+            if (chunk.Count == 0)
+                return chunk;
+            bool written = _chunks.Writer.TryWrite(chunk);
+            Debug.Assert(written, "an unbounded channel takes every write until completed");
+            return new Chunk();
+        }
+
+        /// <summary>Awaits every event's task in the order handed over (batches finish in that order) and books it.</summary>
+        private async Task SettleAsync()
+        {
+            int models = LoadMeters.Models.Length;
+            await foreach (var chunk in _chunks.Reader.ReadAllAsync().ConfigureAwait(false))
+            {
+                for (int i = 0; i < chunk.Count; i++)
+                {
+                    var task = chunk.Tasks[i];
+                    if (!task.IsCompleted)
+                        await task.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    if (task.IsCompletedSuccessfully)
+                        Ledger.Add(chunk.Customers[i], chunk.Data[i] % models, TokenValues[chunk.Data[i] / models]);
+                    else
+                        _owner.CountError(task.Exception);
+                }
+                Interlocked.Add(ref _outstanding, -chunk.Count);
+            }
+        }
+
+        private ulong Next()
+        {
+            // xorshift64*: cheap, and the stream's sequence is the same in every run.
+            _random ^= _random >> 12;
+            _random ^= _random << 25;
+            _random ^= _random >> 27;
+            return _random * 0x2545F4914F6CDD1DUL;
+        }
+
+        private static KeyValuePair<string, string>[][] MakeData()
+        {
+            int models = LoadMeters.Models.Length;
+            var data = new KeyValuePair<string, string>[TokenValues.Length * models][];
+            for (int i = 0; i < data.Length; i++)
+            {
+                data[i] =
+                [
+                    new("tokens", TokenValues[i / models].ToString(CultureInfo.InvariantCulture)),
+                    new(LoadMeters.ModelProperty, LoadMeters.Models[i % models]),
+                ];
+            }
+            return data;
+        }
+    }
+
+    /// <summary>Events handed to the SDK, passed from the producer to the settling loop together (one channel write
+    /// per chunk): their tasks, customers and data indexes.</summary>
+    private sealed class Chunk
+    {
+        public const int Capacity = 256;
+        public readonly Task[] Tasks = new Task[Capacity];
+        public readonly int[] Customers = new int[Capacity];
+        public readonly int[] Data = new int[Capacity];
+        public int Count;
+        public long Started;
+
+        public void Add(Task task, int customer, int data)
+        {
+            if (Count == 0)
+                Started = Stopwatch.GetTimestamp();
+            Tasks[Count] = task;
+            Customers[Count] = customer;
+            Data[Count] = data;
+            Count++;
+        }
+    }
+}
+
+/// <summary>One stream's reply latencies, in microseconds, since the last drain. The SDK calls <see cref="Record"/>
+/// from the stream's reading loop; the lock is contended only once a second.</summary>
+internal sealed class LatencyRecorder
+{
+    /// <summary>Highest latency recorded (a minute); longer ones are recorded as a minute.</summary>
+    public const long MaxMicros = 60_000_000;
+
+    private readonly Lock _gate = new();
+    private readonly LongHistogram _interval = NewHistogram();
+
+    public static LongHistogram NewHistogram() => new(MaxMicros, 3);
+
+    public void Record(int eventCount, TimeSpan latency)
+    {
+        long micros = Math.Clamp(latency.Ticks / (TimeSpan.TicksPerMillisecond / 1000), 1, MaxMicros);
+        lock (_gate)
+            _interval.RecordValue(micros);
+    }
+
+    public void DrainInto(HistogramBase into)
+    {
+        lock (_gate)
+        {
+            into.Add(_interval);
+            _interval.Reset();
+        }
+    }
+}
