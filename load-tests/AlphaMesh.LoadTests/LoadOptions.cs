@@ -39,7 +39,7 @@ internal sealed class LoadOptions
           --batch N         events per batch (default 1000)
           --in-flight N     unacknowledged batches per stream (default 8)
           --buffer N        events a stream may hold unacknowledged; an open-model event that finds it full is
-                            counted as not offered (default: 15 s of the stream's share of the rate, at least 100000)
+                            counted as not offered (default: 15 s of the stream's share of the rate, 100000 to 1000000)
           --tenants N       tenants (default 2); with more than one, they and their keys are made through the tenants API
           --customers N     customers per tenant (default 1000)
         scenario:

@@ -29,7 +29,8 @@ internal sealed class PlainProgress(TextWriter output) : IProgressView
     private static string Ms(double? ms) => ms is { } v ? v.ToString("0.00", CultureInfo.InvariantCulture) : "-";
 }
 
-/// <summary>A live table on a terminal (Spectre.Console), redrawn every second, with the last messages under it.</summary>
+/// <summary>A live table on a terminal (Spectre.Console), redrawn every second, with the last messages under it;
+/// errors are the run's rejected, failed and not offered events so far.</summary>
 internal sealed class LiveProgress : IProgressView
 {
     private readonly Table _table = new();
@@ -39,11 +40,11 @@ internal sealed class LiveProgress : IProgressView
 
     public LiveProgress(string title)
     {
-        _table.Title = new TableTitle(Markup.Escape(title));
-        _table.Border(TableBorder.Rounded);
-        foreach (string column in (string[])["second", "offered/s", "accepted/s", "replies", "p50 ms", "p99 ms", "max ms", "errors", "not offered", "reconnects", "server cores", "server MiB"])
+        _table.Title = new TableTitle(Markup.Escape(title) + " (w: warm-up)");
+        // Nine narrow columns without side borders: fits an 80-column terminal.
+        _table.Border(TableBorder.Simple);
+        foreach (string column in (string[])["second", "offered/s", "accepted/s", "p50 ms", "p99 ms", "errors", "reconn.", "cores", "MiB"])
             _table.AddColumn(new TableColumn(column).RightAligned());
-        _table.Caption = new TableTitle("starting");
     }
 
     /// <summary>Runs <paramref name="body"/> with the table on screen; it stays there, with its last figures, afterwards.</summary>
@@ -65,10 +66,9 @@ internal sealed class LiveProgress : IProgressView
             if (_table.Rows.Count >= 10)
                 _table.Rows.RemoveAt(0);
             _table.AddRow(
-                $"{p.Second}{(p.Measuring ? "" : " (warm-up)")}",
-                N(p.OfferedPerSecond), N(p.AcceptedPerSecond), N(p.Batches),
-                F(p.P50Ms), F(p.P99Ms), F(p.MaxMs),
-                N(totals.Rejected + totals.Failed), N(totals.NotOffered), N(totals.Reconnects),
+                $"{(p.Measuring ? "" : "w")}{p.Second}",
+                N(p.OfferedPerSecond), N(p.AcceptedPerSecond), F(p.P50Ms), F(p.P99Ms),
+                N(totals.Rejected + totals.Failed + totals.NotOffered), N(totals.Reconnects),
                 F(p.ServerCpuCores), p.ServerRssMiB is { } m ? N(m) : "-");
             _context?.Refresh();
         }

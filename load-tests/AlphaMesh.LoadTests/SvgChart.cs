@@ -26,7 +26,7 @@ internal static class SvgChart
         var svg = new StringBuilder();
         svg.AppendLine(Inv($"""<svg xmlns="http://www.w3.org/2000/svg" width="{Width}" height="{Height}" viewBox="0 0 {Width} {Height}" font-family="sans-serif" font-size="12">"""));
         svg.AppendLine(Inv($"""<rect width="{Width}" height="{Height}" fill="white"/>"""));
-        svg.AppendLine(Inv($"""<text x="{Left}" y="24" font-size="15" font-weight="bold">{Escape(Shorten(title, 120))}</text>"""));
+        svg.AppendLine(Inv($"""<text x="{Left}" y="24" font-size="15" font-weight="bold">{Escape(Shorten(title, 100))}</text>"""));
         svg.AppendLine(Inv($"""<text x="{Left}" y="44" fill="#555">{Escape(subtitle)}</text>"""));
 
         double maxSecond = Math.Max(1, points.Count == 0 ? 1 : points.Max(p => p.Second));
