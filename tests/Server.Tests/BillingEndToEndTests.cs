@@ -259,6 +259,46 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task Draft_InGracePeriod_TakesLateUsageThenIsFinalizedAndNumbered()
+    {
+        // Grace period and rounding are per tenant: a tenant of its own, with its own meter and keys.
+        string tenant = $"grace-{_run}";
+        await PostOkAsync("/v1/tenants", new { id = tenant, name = "Grace" });
+        string key = (await PostOkAsync($"/v1/tenants/{tenant}/api-keys", new { name = "all", scopes = new[] { "admin", "read", "ingest" } }))["key"]!.GetValue<string>();
+        await PostOkAsync("/v1/meters", new { key = "api_calls", eventType = "api_call", aggregation = "COUNT" }, key);
+        await PostOkAsync("/v1/billing-settings", new { gracePeriodDays = 3, roundingMode = "half_up" }, key);
+        await PostOkAsync("/v1/plans", new
+        {
+            code = "metered",
+            name = "Metered",
+            version = new { currency = "USD", interval = "monthly", charges = new[] { new { code = "calls", meter = "api_calls", model = new { type = "standard", unitPrice = "0.005" } } } },
+        }, key);
+        await PostOkAsync("/v1/customers", new { id = "c", name = "C", currency = "USD" }, key);
+        await PostOkAsync("/v1/subscriptions", new { customer = "c", plan = "metered", startDate = Day(fixture.MonthStart) }, key);
+        await fixture.Api.IngestAsync(Calls("c", "a", 5, Midnight(fixture.MonthStart).AddDays(1)), batchSize: 100, key);
+
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthEnd) + "T00:00:00Z" }, key);
+        var draft = Assert.Single(await InvoicesAsync("c", key));
+        Assert.Equal("draft", draft["status"]!.GetValue<string>());
+        Assert.Null(draft["number"]);
+        Assert.Equal(0.03m, Total(draft)); // 5 x 0.005 = 0.025, half-up
+
+        await fixture.Api.IngestAsync(Calls("c", "b", 100, Midnight(fixture.MonthEnd).AddHours(-1)), batchSize: 100, key);
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthEnd.AddDays(1)) + "T00:00:00Z" }, key);
+        var recalculated = Assert.Single(await InvoicesAsync("c", key));
+        Assert.Equal("draft", recalculated["status"]!.GetValue<string>());
+        Assert.Equal(0.53m, Total(recalculated)); // 105 x 0.005 = 0.525, half-up
+
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthEnd.AddDays(3)) + "T00:00:00Z" }, key);
+        await fixture.Api.IngestAsync(Calls("c", "c", 10, Midnight(fixture.MonthEnd).AddHours(-1)), batchSize: 100, key);
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthEnd.AddDays(4)) + "T00:00:00Z" }, key);
+        var final = Assert.Single(await InvoicesAsync("c", key));
+        Assert.Equal("finalized", final["status"]!.GetValue<string>());
+        Assert.Equal("INV-000001", final["number"]!.GetValue<string>());
+        Assert.Equal(0.53m, Total(final));
+    }
+
+    [Fact]
     public async Task CreditNotes_PartialThenTooMuch_AreKeptWithinTheLineAndAudited()
     {
         await PostOkAsync("/v1/plans", ProPlan($"pro-{_run}"));
@@ -382,27 +422,27 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
     private static decimal Amount(JsonNode line) => decimal.Parse(line["amount"]!.GetValue<string>(), CultureInfo.InvariantCulture);
 
     /// <summary>Every invoice of the customer, whole (with lines), ordered by billing date.</summary>
-    private async Task<List<JsonNode>> InvoicesAsync(string customer)
+    private async Task<List<JsonNode>> InvoicesAsync(string customer, string key = AdminKey)
     {
-        var list = await ListAsync($"/v1/invoices?customer={Uri.EscapeDataString(customer)}&limit=100");
+        var list = await ListAsync($"/v1/invoices?customer={Uri.EscapeDataString(customer)}&limit=100", key);
         var whole = new List<JsonNode>();
         foreach (var invoice in list)
-            whole.Add((await GetAsync($"/v1/invoices/{invoice["id"]!.GetValue<string>()}")).Body!);
+            whole.Add((await GetAsync($"/v1/invoices/{invoice["id"]!.GetValue<string>()}", key)).Body!);
         return [.. whole.OrderBy(i => i["billingDate"]!.GetValue<string>(), StringComparer.Ordinal)];
     }
 
-    private async Task<List<JsonNode>> ListAsync(string path)
+    private async Task<List<JsonNode>> ListAsync(string path, string key = AdminKey)
     {
-        var (status, body) = await GetAsync(path);
+        var (status, body) = await GetAsync(path, key);
         Assert.True(status == HttpStatusCode.OK, body?.ToJsonString());
         return [.. body!["data"]!.AsArray().Select(n => n!)];
     }
 
     private async Task<(HttpStatusCode Status, JsonNode? Body)> GetAsync(string path, string key = AdminKey) => await SendAsync(HttpMethod.Get, path, null, key);
 
-    private async Task<JsonNode> PostOkAsync(string path, object? body)
+    private async Task<JsonNode> PostOkAsync(string path, object? body, string key = AdminKey)
     {
-        var (status, node) = await SendAsync(HttpMethod.Post, path, body);
+        var (status, node) = await SendAsync(HttpMethod.Post, path, body, key);
         Assert.True(status is HttpStatusCode.OK or HttpStatusCode.Created, $"POST {path}: {status} {node?.ToJsonString()}");
         return node!;
     }

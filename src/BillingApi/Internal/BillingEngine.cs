@@ -46,7 +46,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             tenant, onlySubscription, DateOnly.FromDateTime(asOf.UtcDateTime)))
             ids = await CatalogStore.ReadAllAsync(list, r => r.GetString(0), cancellationToken);
 
-        int created = 0, recalculated = 0, finalized = 0;
+        int created = 0, recalculated = 0;
         var invoiceIds = new List<string>();
         var failures = new List<(string, string)>();
         var gate = new object();
@@ -60,7 +60,6 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                     {
                         created += outcome.Created;
                         recalculated += outcome.Recalculated;
-                        finalized += outcome.Finalized;
                         invoiceIds.AddRange(outcome.Touched);
                     }
                 }
@@ -71,16 +70,17 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                         failures.Add((id, e.Message));
                 }
             });
+        int finalized = await FinalizeDueAsync(tenant, asOf, cancellationToken);
         invoiceIds.Sort(StringComparer.Ordinal);
         return new BillingRunResult(ids.Count, created, recalculated, finalized, invoiceIds, failures);
     }
 
-    private sealed record SubscriptionOutcome(int Created, int Recalculated, int Finalized, List<string> Touched);
+    private sealed record SubscriptionOutcome(int Created, int Recalculated, List<string> Touched);
 
     private async Task<SubscriptionOutcome> BillSubscriptionAsync(string tenant, string id, DateTimeOffset asOf, CancellationToken cancellationToken)
     {
-        var outcome = new SubscriptionOutcome(0, 0, 0, []);
-        int created = 0, recalculated = 0, finalized = 0;
+        var outcome = new SubscriptionOutcome(0, 0, []);
+        int created = 0, recalculated = 0;
         await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
         var subscription = await CatalogStore.GetSubscriptionAsync(connection, tenant, id, forUpdate: false, cancellationToken);
         if (subscription is null)
@@ -90,16 +90,14 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         foreach (var phase in subscription.Phases)
             plans[phase] = await BillingPlans.PhasePlanAsync(connection, tenant, phase, cancellationToken);
 
+        // One transaction for all of the subscription's due invoices: one commit instead of one per invoice, and a
+        // subscription is billed whole or not at all. Invoices are locked in date order, so concurrent runs cannot deadlock.
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         foreach (var item in Schedule(subscription, plans, DateOnly.FromDateTime(asOf.UtcDateTime)))
         {
-            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
             var existing = await LockInvoiceAsync(connection, tenant, id, item.Date, cancellationToken);
             if (existing is { Status: not "draft" })
-            {
-                await transaction.RollbackAsync(cancellationToken);
                 continue;
-            }
-            var finalizeAfter = Midnight(item.Date).AddDays(settings.GracePeriodDays);
             string invoiceId = existing?.Id ?? "inv_" + Guid.CreateVersion7().ToString("N");
             if (existing is null)
             {
@@ -108,12 +106,9 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                     INSERT INTO invoices (tenant_id, id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, status, total, finalize_after)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'draft', 0, $10) ON CONFLICT (tenant_id, subscription_id, billing_date) DO NOTHING
                     """, tenant, invoiceId, id, subscription.CustomerId, item.Date, Reason(item.Kind), item.Period.Start, item.Period.End,
-                    plans[subscription.Phases[0]].CurrencyCode, finalizeAfter);
+                    plans[subscription.Phases[0]].CurrencyCode, Midnight(item.Date).AddDays(settings.GracePeriodDays));
                 if (await claim.ExecuteNonQueryAsync(cancellationToken) == 0)
-                {
-                    await transaction.RollbackAsync(cancellationToken);
                     continue;
-                }
                 created++;
             }
             else
@@ -130,15 +125,10 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                 await update.ExecuteNonQueryAsync(cancellationToken);
             if (existing is null)
                 await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventNames.InvoiceCreated, invoiceId, cancellationToken);
-            if (finalizeAfter <= asOf)
-            {
-                await FinalizeAsync(connection, tenant, invoiceId, asOf, cancellationToken);
-                finalized++;
-            }
-            await transaction.CommitAsync(cancellationToken);
             outcome.Touched.Add(invoiceId);
         }
-        return outcome with { Created = created, Recalculated = recalculated, Finalized = finalized };
+        await transaction.CommitAsync(cancellationToken);
+        return outcome with { Created = created, Recalculated = recalculated };
     }
 
     private static string Reason(ItemKind kind) => kind switch
@@ -160,7 +150,50 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         return rows.Count == 1 ? rows[0] : null;
     }
 
-    /// <summary>Numbers a draft from the tenant's counter and makes it final, in the caller's transaction.</summary>
+    private const int FinalizeChunk = 5000;
+
+    /// <summary>
+    /// Makes every draft of the tenant whose grace period is over by <paramref name="asOf"/> final, in chunks: each
+    /// chunk takes consecutive numbers from the tenant's counter in one transaction, in billing-date order. Numbering
+    /// in bulk keeps the counter's row lock to one short transaction per chunk rather than one per invoice. Drafts that
+    /// another run is recalculating right now are skipped (that run finalizes them).
+    /// </summary>
+    public async Task<int> FinalizeDueAsync(string tenant, DateTimeOffset asOf, CancellationToken cancellationToken)
+    {
+        int total = 0;
+        while (true)
+        {
+            await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            await using (var counter = CatalogStore.Command(connection,
+                "INSERT INTO invoice_number_counters (tenant_id, last_number) VALUES ($1, 0) ON CONFLICT (tenant_id) DO UPDATE SET last_number = invoice_number_counters.last_number", tenant))
+                await counter.ExecuteNonQueryAsync(cancellationToken);
+            await using var number = CatalogStore.Command(connection, """
+                WITH due AS (
+                    SELECT id, billing_date FROM invoices WHERE tenant_id = $1 AND status = 'draft' AND finalize_after <= $2
+                    ORDER BY billing_date, id LIMIT $3 FOR UPDATE SKIP LOCKED),
+                base AS (SELECT last_number FROM invoice_number_counters WHERE tenant_id = $1),
+                numbered AS (
+                    UPDATE invoices i SET status = 'finalized', finalized_at = $2,
+                           number = (SELECT last_number FROM base) + n.rank
+                    FROM (SELECT id, row_number() OVER (ORDER BY billing_date, id) AS rank FROM due) n
+                    WHERE i.tenant_id = $1 AND i.id = n.id RETURNING i.id)
+                SELECT id FROM numbered
+                """, tenant, asOf.UtcDateTime, FinalizeChunk);
+            var ids = await CatalogStore.ReadAllAsync(number, r => r.GetString(0), cancellationToken);
+            if (ids.Count == 0)
+                return total;
+            await using (var advance = CatalogStore.Command(connection,
+                "UPDATE invoice_number_counters SET last_number = last_number + $2 WHERE tenant_id = $1", tenant, ids.Count))
+                await advance.ExecuteNonQueryAsync(cancellationToken);
+            foreach (var id in ids)
+                await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventNames.InvoiceFinalized, id, cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+            total += ids.Count;
+        }
+    }
+
+    /// <summary>Numbers one draft from the tenant's counter and makes it final, in the caller's transaction.</summary>
     public static async Task FinalizeAsync(NpgsqlConnection connection, string tenant, string invoiceId, DateTimeOffset at, CancellationToken cancellationToken)
     {
         long number;

@@ -34,7 +34,7 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
     private async Task RunAsync(HttpContext http)
     {
         if (await ApiHttp.AuthorizeAsync(http, keys, ApiScopes.Admin) is not { } caller
-            || await ApiHttp.ReadAsync<RunRequest>(http) is not ({ } _, { } request))
+            || await ApiHttp.ReadAsync<RunRequest>(http) is not ({ } body, { } request))
             return;
         var asOf = time.GetUtcNow();
         if (request.AsOf is { } text && !TryParseInstant(text, out asOf))
@@ -42,11 +42,15 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             await ApiHttp.WriteAsync(http, ApiHttp.BadRequest($"asOf '{PlanDefinition.Truncate(text)}' is not an RFC 3339 time with a zone (for example 2026-12-01T00:00:00Z).", "asOf"));
             return;
         }
-        // A run is idempotent by construction (one invoice per subscription and billing date), so it needs no
-        // Idempotency-Key record: a retried run finds the invoices and answers them again.
-        var result = await engine.RunAsync(caller.TenantId, asOf, request.Subscription, http.RequestAborted);
-        await ApiHttp.WriteAsync(http, new ApiResult(200, new RunBody(ApiHttp.Rfc3339(asOf.UtcDateTime), result.Subscriptions, result.Created,
-            result.Recalculated, result.Finalized, result.InvoiceIds, result.Failures.Select(f => new FailureBody(f.Subscription, f.Message)).ToList())));
+        // The run is idempotent by itself (one invoice per subscription and billing date); an Idempotency-Key also
+        // replays its first answer. The run works on its own connections: a crash before the key's record commits
+        // only means that a retry runs again, which finds the invoices.
+        await post.ExecuteAsync(http, caller.TenantId, body, async (_, ct) =>
+        {
+            var result = await engine.RunAsync(caller.TenantId, asOf, request.Subscription, ct);
+            return new PostOutcome(new ApiResult(200, new RunBody(ApiHttp.Rfc3339(asOf.UtcDateTime), result.Subscriptions, result.Created,
+                result.Recalculated, result.Finalized, result.InvoiceIds, result.Failures.Select(f => new FailureBody(f.Subscription, f.Message)).ToList())));
+        });
     }
 
     internal static bool TryParseInstant(string text, out DateTimeOffset instant)
