@@ -17,6 +17,11 @@ public interface IBillingUsageSource
     /// </summary>
     Task<decimal> GetQuantityAsync(string tenant, string meterKey, string customer, DateTimeOffset from, DateTimeOffset to,
         CancellationToken cancellationToken);
+
+    /// <summary>As <see cref="GetQuantityAsync"/> for every customer of the tenant with usage of the meter in the range
+    /// (a customer without is absent): one question for a billing run's many subscriptions that share a period.</summary>
+    Task<IReadOnlyDictionary<string, decimal>> GetQuantitiesAsync(string tenant, string meterKey, DateTimeOffset from, DateTimeOffset to,
+        CancellationToken cancellationToken);
 }
 
 /// <summary>A usage question billing cannot answer exactly (the message says why); the billing run reports it.</summary>
