@@ -1,5 +1,6 @@
 using AlphaMesh.BillingApi.Internal;
 using AlphaMesh.Ingest;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -46,6 +47,7 @@ public static class BillingServiceCollectionExtensions
         services.TryAddSingleton<InvoiceHttpEndpoints>();
         services.AddHostedService<BillingBackgroundService>();
         services.AddHostedService<BillingRunService>();
+        services.AddOpenApi("v1");
         return services;
     }
 
@@ -56,6 +58,8 @@ public static class BillingServiceCollectionExtensions
         endpoints.ServiceProvider.GetRequiredService<TenantHttpEndpoints>().Map(endpoints);
         endpoints.ServiceProvider.GetRequiredService<CatalogHttpEndpoints>().Map(endpoints);
         endpoints.ServiceProvider.GetRequiredService<InvoiceHttpEndpoints>().Map(endpoints);
+        // The document of every HTTP endpoint of the server, at /openapi/v1.json.
+        endpoints.MapOpenApi();
         return endpoints;
     }
 

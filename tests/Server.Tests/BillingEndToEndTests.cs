@@ -398,6 +398,24 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
         Assert.Equal(HttpStatusCode.NotFound, (await GetAsync("/v1/plans/p")).Status);
     }
 
+    [Fact]
+    public async Task OpenApi_Document_DescribesEveryBillingEndpointWithItsShapes()
+    {
+        using var response = await _http.GetAsync("/openapi/v1.json");
+        var document = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.StartsWith("3.", document["openapi"]!.GetValue<string>(), StringComparison.Ordinal);
+        var paths = document["paths"]!.AsObject();
+        foreach (var path in new[] { "/v1/tenants", "/v1/customers", "/v1/customers/{id}", "/v1/plans/{code}/versions", "/v1/subscriptions/{id}/change-plan",
+            "/v1/billing-runs", "/v1/invoices/{id}", "/v1/invoices/{id}/credit-notes", "/v1/customers/{id}/usage/current" })
+            Assert.True(paths.ContainsKey(path), $"{path} is missing from the document: {string.Join(", ", paths.Select(p => p.Key))}");
+        var create = paths["/v1/customers"]!["post"]!;
+        Assert.NotNull(create["requestBody"]!["content"]!["application/json"]!["schema"]);
+        Assert.NotNull(create["responses"]!["201"]!["content"]!["application/json"]!["schema"]);
+        Assert.NotNull(create["responses"]!["400"]!["content"]!["application/problem+json"]);
+    }
+
     // Helpers
 
     private static void AssertProblem(HttpStatusCode expected, string fieldPrefix, HttpStatusCode status, JsonNode? problem)

@@ -21,21 +21,21 @@ internal sealed class CatalogHttpEndpoints(IApiKeyStore keys, BillingDatabase da
 
     public void Map(IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/v1/billing-settings", GetSettingsAsync);
-        endpoints.MapPost("/v1/billing-settings", SetSettingsAsync);
-        endpoints.MapPost("/v1/customers", CreateCustomerAsync);
-        endpoints.MapGet("/v1/customers", ListCustomersAsync);
-        endpoints.MapGet("/v1/customers/{id}", GetCustomerAsync);
-        endpoints.MapPost("/v1/plans", CreatePlanAsync);
-        endpoints.MapGet("/v1/plans", ListPlansAsync);
-        endpoints.MapGet("/v1/plans/{code}", GetPlanAsync);
-        endpoints.MapPost("/v1/plans/{code}/versions", AddVersionAsync);
-        endpoints.MapGet("/v1/plans/{code}/versions/{version:int}", GetVersionAsync);
-        endpoints.MapPost("/v1/subscriptions", CreateSubscriptionAsync);
-        endpoints.MapGet("/v1/subscriptions", ListSubscriptionsAsync);
-        endpoints.MapGet("/v1/subscriptions/{id}", GetSubscriptionAsync);
-        endpoints.MapPost("/v1/subscriptions/{id}/cancel", CancelSubscriptionAsync);
-        endpoints.MapPost("/v1/subscriptions/{id}/change-plan", ChangePlanAsync);
+        endpoints.MapGet("/v1/billing-settings", ApiDocs.Handler(GetSettingsAsync)).Reads<SettingsBody>("Settings", "The tenant's rounding mode and grace period");
+        endpoints.MapPost("/v1/billing-settings", ApiDocs.Handler(SetSettingsAsync)).Writes<SettingsRequest, SettingsBody>("Settings", "Sets the rounding mode and grace period", 200);
+        endpoints.MapPost("/v1/customers", ApiDocs.Handler(CreateCustomerAsync)).Writes<CustomerRequest, CustomerBody>("Customers", "Creates a customer");
+        endpoints.MapGet("/v1/customers", ApiDocs.Handler(ListCustomersAsync)).Reads<PageBody<CustomerBody>>("Customers", "Lists customers (cursor pages)");
+        endpoints.MapGet("/v1/customers/{id}", GetCustomerAsync).Reads<CustomerBody>("Customers", "Reads a customer");
+        endpoints.MapPost("/v1/plans", ApiDocs.Handler(CreatePlanAsync)).Writes<PlanRequest, PlanBody>("Plans", "Creates a plan with its first version");
+        endpoints.MapGet("/v1/plans", ApiDocs.Handler(ListPlansAsync)).Reads<PageBody<PlanBody>>("Plans", "Lists plans");
+        endpoints.MapGet("/v1/plans/{code}", GetPlanAsync).Reads<PlanBody>("Plans", "Reads a plan and its versions");
+        endpoints.MapPost("/v1/plans/{code}/versions", AddVersionAsync).Writes<PlanDefinition, PlanVersionBody>("Plans", "Adds the plan's next version");
+        endpoints.MapGet("/v1/plans/{code}/versions/{version:int}", GetVersionAsync).Reads<PlanVersionBody>("Plans", "Reads one version of a plan");
+        endpoints.MapPost("/v1/subscriptions", ApiDocs.Handler(CreateSubscriptionAsync)).Writes<SubscriptionRequest, SubscriptionBody>("Subscriptions", "Subscribes a customer to a plan version");
+        endpoints.MapGet("/v1/subscriptions", ApiDocs.Handler(ListSubscriptionsAsync)).Reads<PageBody<SubscriptionBody>>("Subscriptions", "Lists subscriptions (filter: customer)");
+        endpoints.MapGet("/v1/subscriptions/{id}", GetSubscriptionAsync).Reads<SubscriptionBody>("Subscriptions", "Reads a subscription and its plan phases");
+        endpoints.MapPost("/v1/subscriptions/{id}/cancel", CancelSubscriptionAsync).Writes<CancelRequest, SubscriptionBody>("Subscriptions", "Cancels at period end or on a day", 200);
+        endpoints.MapPost("/v1/subscriptions/{id}/change-plan", ChangePlanAsync).Writes<ChangePlanRequest, SubscriptionBody>("Subscriptions", "Moves to another plan version from a day, prorated", 200);
     }
 
     // Settings
