@@ -243,6 +243,8 @@ internal static class Harness
         output.WriteLine(Inv($"RESULT server: CPU {r.Server.CpuSeconds:0.0} s ({r.Server.CpuCores:0.00} cores), peak RSS {r.Server.PeakRssMiB:N0} MiB, data directory {r.Server.DataDirectoryMiBEnd:N1} MiB; harness CPU {r.Server.ClientCpuSeconds:0.0} s"));
         output.WriteLine("RESULT errors: " + (r.ErrorsByCode.Count == 0 ? "none" : string.Join(", ", r.ErrorsByCode.Select(e => Inv($"{e.Key} {e.Value:N0}")))) +
             Inv($"; batches resent {r.Counters.BatchesResent:N0}, reconnects {r.Counters.Reconnects:N0}"));
+        if (r.MaxScheduleLag is { } lag)
+            output.WriteLine(Inv($"RESULT harness behind its schedule: at most {lag.Events:N0} events ({lag.Seconds:0.00} s of the rate){(lag.Seconds > 0.5 ? ": the harness ran late (CPU short), so rates per second show when events were handed over" : "")}"));
         if (r.Ramp is { } ramp)
             output.WriteLine(Inv($"RESULT ramp: highest sustained rate {ramp.HighestSustainedRate:N0} events/s ({ramp.HighestSustainedAccepted:N0}/s accepted); {ramp.StoppedBecause}"));
         foreach (var phase in r.Phases.Where(_ => r.Ramp is null))

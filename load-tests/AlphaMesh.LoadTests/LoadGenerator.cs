@@ -41,13 +41,18 @@ internal sealed class LoadGenerator : IAsyncDisposable
     private readonly LoadStream[] _streams;
     private readonly ConcurrentDictionary<string, long> _errors = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
+    private readonly bool _closedModel;
+    private readonly Lock _scheduleGate = new();
     private double _rate;
+    private long _rateSince;        // guarded by _scheduleGate: when the current rate took effect
+    private double _scheduledBefore; // guarded by _scheduleGate: events the schedule asked for before that
 
     public LoadGenerator(LoadOptions options, Uri endpoint, IReadOnlyList<LoadTenant> tenants, IReadOnlyList<string> customers)
     {
         Tenants = tenants;
         Customers = customers;
         _rate = options.Rate;
+        _closedModel = options.ClosedModel;
         _streams = new LoadStream[options.Streams];
         for (int s = 0; s < _streams.Length; s++)
             _streams[s] = new LoadStream(this, s, tenants[s % tenants.Count], endpoint, options);
@@ -60,7 +65,30 @@ internal sealed class LoadGenerator : IAsyncDisposable
     public double Rate
     {
         get => Volatile.Read(ref _rate);
-        set => Volatile.Write(ref _rate, value);
+        set
+        {
+            lock (_scheduleGate)
+            {
+                long now = Stopwatch.GetTimestamp();
+                _scheduledBefore += _rate * (now - _rateSince) / Stopwatch.Frequency;
+                _rateSince = now;
+                Volatile.Write(ref _rate, value);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Open model: the events the schedule has asked for since <see cref="Start"/> (the integral of the rate), which
+    /// the producers should have handed over by now; null for the closed model. When the machine's CPU is short the
+    /// producers run late and hand the due events over in bursts: the difference to <see cref="LoadCounters.Offered"/>
+    /// shows how far behind the harness itself is.
+    /// </summary>
+    public double? ScheduledEvents()
+    {
+        if (_closedModel)
+            return null;
+        lock (_scheduleGate)
+            return _scheduledBefore + (_rate * (Stopwatch.GetTimestamp() - _rateSince) / Stopwatch.Frequency);
     }
 
     /// <summary>Events not acknowledged by reason: <c>rejected:&lt;code&gt;</c>, <c>failed:&lt;gRPC status&gt;</c>.</summary>
@@ -68,6 +96,11 @@ internal sealed class LoadGenerator : IAsyncDisposable
 
     public void Start()
     {
+        lock (_scheduleGate)
+        {
+            _rateSince = Stopwatch.GetTimestamp();
+            _scheduledBefore = 0;
+        }
         foreach (var stream in _streams)
             stream.Start(_stop.Token);
     }

@@ -24,6 +24,9 @@ internal sealed record ServerFigures(double? CpuSeconds, double? CpuCores, doubl
 /// <summary>The exactness check and how long the usage query waited for aggregation after the last reply.</summary>
 internal sealed record ExactnessFigures(long Lost, long Doubled, long Mismatched, int Series, long Events, double UsageQueryMs, IReadOnlyList<string> Examples);
 
+/// <summary>How far the open-model producers were behind their schedule: events, and seconds of the rate then.</summary>
+internal sealed record ScheduleLagFigures(long Events, double Seconds);
+
 /// <summary>Everything a run reports (the JSON file is this record).</summary>
 internal sealed record RunReport
 {
@@ -53,6 +56,20 @@ internal sealed record RunReport
     public required IReadOnlyList<TimelinePoint> Timeline { get; init; }
     public required IReadOnlyList<string> Failures { get; init; }
     public bool Passed => Failures.Count == 0;
+
+    /// <summary>Open model: the most events the producers were behind their schedule at the end of a measured second,
+    /// and that as seconds of the rate then (see <see cref="TimelinePoint.ScheduleLag"/>).</summary>
+    public ScheduleLagFigures? MaxScheduleLag
+    {
+        get
+        {
+            var lagging = Timeline.Where(p => p.Measuring && p.ScheduleLag is not null).ToList();
+            if (lagging.Count == 0)
+                return null;
+            var worst = lagging.MaxBy(p => p.ScheduleLag!.Value)!;
+            return new ScheduleLagFigures(worst.ScheduleLag!.Value, worst.TargetRate > 0 ? Math.Round(worst.ScheduleLag.Value / worst.TargetRate, 2) : 0);
+        }
+    }
 }
 
 /// <summary>Writes a run's report directory: report.md, report.json, latency.svg and command.txt.</summary>
@@ -119,6 +136,8 @@ internal static class ReportWriter
         md.AppendLine(Inv($"| accepted (acknowledged) | {r.Counters.Acknowledged:N0} events, **{r.AcceptedPerSecond:N0}/s** |"));
         md.AppendLine(Inv($"| reply latency p50 / p90 / p99 / p99.9 / max | {Ms(r.Latency.P50)} / {Ms(r.Latency.P90)} / **{Ms(r.Latency.P99)}** / {Ms(r.Latency.P999)} / {Ms(r.Latency.Max)} ({r.Latency.Batches:N0} replies) |"));
         md.AppendLine(Inv($"| not offered (stream buffer full) / rejected / failed | {r.Counters.NotOffered:N0} / {r.Counters.Rejected:N0} / {r.Counters.Failed:N0} |"));
+        if (r.MaxScheduleLag is { } lag)
+            md.AppendLine(Inv($"| harness behind its schedule, at most | {lag.Events:N0} events ({lag.Seconds:0.00} s of the rate) |"));
         md.AppendLine(Inv($"| batches sent / resent, reconnects | {r.Counters.BatchesSent:N0} / {r.Counters.BatchesResent:N0}, {r.Counters.Reconnects:N0} |"));
         md.AppendLine(Inv($"| server CPU | {Opt(r.Server.CpuSeconds, "0.0")} s ({Opt(r.Server.CpuCores, "0.00")} cores) |"));
         md.AppendLine(Inv($"| harness CPU | {r.Server.ClientCpuSeconds:0.0} s |"));
@@ -126,6 +145,11 @@ internal static class ReportWriter
         md.AppendLine(Inv($"| data directory, first / last sample | {Opt(r.Server.DataDirectoryMiBStart, "N1")} / {Opt(r.Server.DataDirectoryMiBEnd, "N1")} MiB |"));
         md.AppendLine(Inv($"| server exit code after the final SIGTERM | {(r.Server.ExitCode is { } code ? code.ToString(CultureInfo.InvariantCulture) : "n/a")} |"));
         md.AppendLine();
+        if (r.MaxScheduleLag is { Seconds: > 0.5 } late)
+        {
+            md.AppendLine(Inv($"**The harness ran late**: its producers were up to {late.Seconds:0.0} s behind the open-model schedule (the machine's CPU was short), and handed the due events over in bursts when they ran; offered and accepted rates per second show when events were handed over, not when they were due."));
+            md.AppendLine();
+        }
         md.AppendLine("Errors by code (whole run): " + (r.ErrorsByCode.Count == 0 ? "none." : string.Join(", ", r.ErrorsByCode.Select(e => Inv($"`{e.Key}` {e.Value:N0}"))) + "."));
         md.AppendLine();
 

@@ -19,9 +19,11 @@ namespace AlphaMesh.LoadTests;
 /// <param name="ServerCpuCores">Server CPU in the second, in cores (null when not readable).</param>
 /// <param name="ServerRssMiB">Server resident memory at the end of the second.</param>
 /// <param name="DataDirectoryMiB">Size of the server's data directory (sampled every --sample-seconds).</param>
+/// <param name="ScheduleLag">Open model: events the schedule had made due that the producers had not yet handed over
+/// at the end of the second (the harness itself running late); null for the closed model.</param>
 internal sealed record TimelinePoint(int Second, bool Measuring, double TargetRate, double OfferedPerSecond, double AcceptedPerSecond,
     long NotOffered, long Errors, long Batches, long Reconnects, double? P50Ms, double? P99Ms, double? MaxMs,
-    double? ServerCpuCores, double? ServerRssMiB, double? DataDirectoryMiB);
+    double? ServerCpuCores, double? ServerRssMiB, double? DataDirectoryMiB, long? ScheduleLag = null);
 
 /// <summary>Something that happened at a moment of the run (a phase change, a signal, a restart), for the chart.</summary>
 internal sealed record Mark(double Second, string Label);
@@ -165,6 +167,7 @@ internal sealed class Sampler(LoadGenerator load, ServerHost server, LoadOptions
                     await Task.Delay(TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond, (nextTick - now) * TimeSpan.TicksPerSecond / Stopwatch.Frequency)), _stop.Token).ConfigureAwait(false);
                 second++;
 
+                double? scheduled = load.ScheduledEvents();
                 var counters = load.Snapshot();
                 interval.Reset();
                 load.DrainLatencies(interval);
@@ -189,7 +192,8 @@ internal sealed class Sampler(LoadGenerator load, ServerHost server, LoadOptions
                     MaxMs: any ? Ms(interval.GetMaxValue()) : null,
                     ServerCpuCores: cpu - previousCpu is { } used ? Math.Round(used / seconds, 2) : null,
                     ServerRssMiB: rss is { } r ? Math.Round(r / 1048576.0, 1) : null,
-                    DataDirectoryMiB: dataMiB is { } d ? Math.Round(d, 1) : null);
+                    DataDirectoryMiB: dataMiB is { } d ? Math.Round(d, 1) : null,
+                    ScheduleLag: scheduled is { } due ? Math.Max(0, (long)due - counters.Offered) : null);
                 var tick = new Tick(point, (LongHistogram)interval.Copy(), counters, cpu, Environment.CpuUsage.TotalTime.TotalSeconds, now);
                 TaskCompletionSource<Tick> completed;
                 lock (_gate)

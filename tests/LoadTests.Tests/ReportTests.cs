@@ -154,6 +154,26 @@ public sealed class ReportTests : IDisposable
         Assert.False(report.Passed);
     }
 
+    [Fact]
+    public void MaxScheduleLag_ProducersLate_WorstMeasuredSecondInEventsAndSeconds()
+    {
+        var report = Report(failures: []) with
+        {
+            Timeline =
+            [
+                Point(1, false, 1, 2, 3, 4) with { ScheduleLag = 900_000, TargetRate = 20_000 }, // warm-up: not counted
+                Point(2, true, 1, 2, 3, 4) with { ScheduleLag = 1_000, TargetRate = 20_000 },
+                Point(3, true, 1, 2, 3, 4) with { ScheduleLag = 150_000, TargetRate = 200_000 },
+                Point(4, true, 1, 2, 3, 4) with { ScheduleLag = 0, TargetRate = 20_000 },
+            ],
+        };
+
+        Assert.Equal(new ScheduleLagFigures(150_000, 0.75), report.MaxScheduleLag);
+        Assert.Contains("| harness behind its schedule, at most | 150,000 events (0.75 s of the rate) |", ReportWriter.Markdown(report), StringComparison.Ordinal);
+        Assert.Contains("**The harness ran late**", ReportWriter.Markdown(report), StringComparison.Ordinal);
+        Assert.Null(Report(failures: []).MaxScheduleLag); // closed model: no schedule
+    }
+
     private static RunReport Report(List<string> failures) => new()
     {
         Scenario = "spike",
