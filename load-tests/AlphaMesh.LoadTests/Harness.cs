@@ -250,7 +250,7 @@ internal static class Harness
         foreach (var phase in r.Phases.Where(_ => r.Ramp is null))
             output.WriteLine(Inv($"RESULT phase {phase.Name}: {phase.AcceptedPerSecond:N0}/s accepted of {phase.OfferedPerSecond:N0} offered, p50 {phase.P50Ms:0.0} p99 {phase.P99Ms:0.0} max {phase.MaxMs:0.0} ms"));
         foreach (var restart in r.Restarts)
-            output.WriteLine(Inv($"RESULT {restart.Signal} at {restart.SignalledAt:0.0} s: exit {restart.ExitCode}, exited after {restart.ExitedAfterSeconds:0.00} s, healthy again after {restart.ReadyAfterSeconds:0.00} s, acknowledgements resumed after {restart.ResumedAfterSeconds:0.0} s{(restart.Error is null ? "" : ": " + restart.Error)}"));
+            output.WriteLine(Inv($"RESULT {restart.Signal} at {restart.SignalledAt:0.0} s: exit {restart.ExitCode}, exited after {restart.ExitedAfterSeconds:0.00} s, healthy again after {restart.ReadyAfterSeconds:0.00} s, acknowledgements resumed after {restart.ResumedAfterSeconds:0.0} s, backlog drained after {restart.DrainedAfterSeconds:0.0} s{(restart.Error is null ? "" : ": " + restart.Error)}"));
         foreach (var g in r.Growth)
             output.WriteLine(Inv($"RESULT growth of {g.Figure}: first {g.First:N1}, last {g.Last:N1}, peak {g.Peak:N1}, slope {g.SlopePerMinute:+0.00;-0.00;0} per minute"));
         if (r.Exactness is { } x)

@@ -192,12 +192,12 @@ internal static class ReportWriter
         {
             md.AppendLine("## Restarts");
             md.AppendLine();
-            md.AppendLine("Seconds after the signal; acknowledgements resumed: the end of the first second with replies again (1 s resolution).");
+            md.AppendLine("Seconds after the signal. Acknowledgements resumed: the end of the first second with replies again; backlog drained: the end of the first second after which at most a second of the rate was unacknowledged (both at 1 s resolution).");
             md.AppendLine();
-            md.AppendLine("| signal | at (s since the load started) | exit code | exited after | healthy again after | acknowledgements resumed after | error |");
-            md.AppendLine("|---|---:|---:|---:|---:|---:|---|");
+            md.AppendLine("| signal | at (s since the load started) | exit code | exited after | healthy again after | acknowledgements resumed after | backlog drained after | error |");
+            md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---|");
             foreach (var s in r.Restarts)
-                md.AppendLine(Inv($"| {s.Signal} | {s.SignalledAt:0.0} | {(s.ExitCode is { } c ? c.ToString(CultureInfo.InvariantCulture) : "")} | {Opt(s.ExitedAfterSeconds, "0.00")} s | {Opt(s.ReadyAfterSeconds, "0.00")} s | {Opt(s.ResumedAfterSeconds, "0.0")} s | {s.Error} |"));
+                md.AppendLine(Inv($"| {s.Signal} | {s.SignalledAt:0.0} | {(s.ExitCode is { } c ? c.ToString(CultureInfo.InvariantCulture) : "")} | {Opt(s.ExitedAfterSeconds, "0.00")} s | {Opt(s.ReadyAfterSeconds, "0.00")} s | {Opt(s.ResumedAfterSeconds, "0.0")} s | {Opt(s.DrainedAfterSeconds, "0.0")} s | {s.Error} |"));
             md.AppendLine();
         }
         if (r.Growth.Count > 0)

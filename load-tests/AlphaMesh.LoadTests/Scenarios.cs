@@ -78,8 +78,10 @@ internal sealed record RampOutcome(double HighestSustainedRate, double HighestSu
 /// <param name="ReadyAfterSeconds">From the signal until the new process answered its health check.</param>
 /// <param name="Error">Why the restart failed, if it did.</param>
 /// <param name="ResumedAfterSeconds">From the signal to the end of the first second with acknowledgements again (1 s resolution).</param>
+/// <param name="DrainedAfterSeconds">From the signal to the end of the first second after which at most a second of the
+/// rate was unacknowledged (the buffered backlog resent and answered; 1 s resolution).</param>
 internal sealed record RestartRecord(string Signal, double SignalledAt, int? ExitCode, double? ExitedAfterSeconds, double? ReadyAfterSeconds, string? Error,
-    double? ResumedAfterSeconds = null);
+    double? ResumedAfterSeconds = null, double? DrainedAfterSeconds = null);
 
 /// <summary>How a sampled figure moved over the measured window (soak).</summary>
 internal sealed record Growth(string Figure, double First, double Last, double Peak, double SlopePerMinute)
@@ -189,48 +191,55 @@ internal sealed class ScenarioRunner(LoadOptions options, LoadGenerator load, Se
     }
 
     /// <summary>
-    /// SIGTERM at a third of the run and SIGKILL at two thirds, each followed by a start on the same data; the load
-    /// goes on throughout. The SIGKILL waits until acknowledgements have resumed for two seconds after the first
-    /// restart (so it lands under load, with resent batches), and the run lasts until they have resumed for two
-    /// seconds after the second one too.
+    /// SIGTERM at a third of the run, then a start on the same data; SIGKILL at two thirds, then a start again. The
+    /// load goes on throughout, and the SDK buffers and resends. After each start the scenario waits until
+    /// acknowledgements resume and then until the backlog has drained (at most a second of the rate unacknowledged),
+    /// so that each stop meets steady load and the buffer only has to hold one outage; the SIGKILL comes 2 s after
+    /// the first backlog drained at the earliest, and the run lasts at least --duration.
     /// </summary>
     private async Task RestartAsync()
     {
         int total = DurationTicks;
-        int termAt = Math.Max(1, total / 3), killAt = Math.Max(termAt + 1, 2 * total / 3);
-        var restarts = new List<Task>();
-        int resumedAt = 0; // the tick at which acknowledgements resumed after the latest restart; 0 while waiting
-        for (int tick = 1; ; tick++)
+        int tick = 0, steadySince = 0;
+        async Task<Tick> NextAsync()
         {
-            var sample = await sampler.NextTickAsync().ConfigureAwait(false);
-            foreach (var restart in restarts.Where(r => r.IsFaulted))
-                await restart.ConfigureAwait(false); // throws: the server did not come back
-            bool restarting = restarts.Count > 0 && !restarts[^1].IsCompleted;
-            if (restarts.Count > 0 && !restarting && resumedAt == 0 && sample.Point.AcceptedPerSecond > 0)
-            {
-                resumedAt = tick;
-                int index = Outcome.Restarts.Count - 1;
-                var record = Outcome.Restarts[index];
-                Outcome.Restarts[index] = record with { ResumedAfterSeconds = Math.Round(sampler.Elapsed - record.SignalledAt, 1) };
-                sampler.Say($"acknowledgements resumed {Outcome.Restarts[index].ResumedAfterSeconds:0.0} s after {record.Signal}");
-            }
-            if (restarts.Count == 0 && tick >= termAt)
-            {
-                restarts.Add(StopAndStartAsync(ServerHost.Sigterm, "SIGTERM"));
-            }
-            else if (restarts.Count == 1 && resumedAt > 0 && tick >= Math.Max(killAt, resumedAt + 2))
-            {
-                resumedAt = 0;
-                restarts.Add(StopAndStartAsync(ServerHost.Sigkill, "SIGKILL"));
-            }
-            else if (restarts.Count == 2 && resumedAt > 0 && tick >= Math.Max(total, resumedAt + 2))
-            {
-                break;
-            }
-            if (tick > total + 600)
-                throw new TimeoutException("the load did not resume within 10 minutes of the run's planned end");
+            var next = await sampler.NextTickAsync().ConfigureAwait(false);
+            if (++tick > total + 600)
+                throw new TimeoutException("the load did not recover within 10 minutes of the run's planned end");
+            return next;
         }
+        foreach (var (signal, name, plannedAt) in new[] { (ServerHost.Sigterm, "SIGTERM", Math.Max(1, total / 3)), (ServerHost.Sigkill, "SIGKILL", Math.Max(2, 2 * total / 3)) })
+        {
+            while (tick < Math.Max(plannedAt, steadySince + 2))
+                await NextAsync().ConfigureAwait(false);
+            var restart = StopAndStartAsync(signal, name);
+            while (!restart.IsCompleted)
+                await NextAsync().ConfigureAwait(false);
+            await restart.ConfigureAwait(false); // throws if the server did not come back
+            int index = Outcome.Restarts.Count - 1;
+            var record = Outcome.Restarts[index];
+            Tick sample;
+            do
+            {
+                sample = await NextAsync().ConfigureAwait(false);
+            }
+            while (sample.Point.AcceptedPerSecond == 0);
+            record = record with { ResumedAfterSeconds = Math.Round(sampler.Elapsed - record.SignalledAt, 1) };
+            sampler.Say($"acknowledgements resumed {record.ResumedAfterSeconds:0.0} s after {name}");
+            while (!Drained(sample.Counters))
+                sample = await NextAsync().ConfigureAwait(false);
+            steadySince = tick;
+            Outcome.Restarts[index] = record with { DrainedAfterSeconds = Math.Round(sampler.Elapsed - record.SignalledAt, 1) };
+            sampler.Say($"backlog drained {Outcome.Restarts[index].DrainedAfterSeconds:0.0} s after {name}");
+        }
+        while (tick < Math.Max(total, steadySince + 2))
+            await NextAsync().ConfigureAwait(false);
     }
+
+    /// <summary>Open model: no more than a second of the rate handed over and not yet answered. The closed model keeps
+    /// its buffer full by design: drained as soon as it is answered again.</summary>
+    private bool Drained(LoadCounters c)
+        => options.ClosedModel || c.Offered - c.NotOffered - c.Acknowledged - c.Rejected - c.Failed <= Math.Max(load.Rate, options.Batch * options.Streams);
 
     private async Task StopAndStartAsync(int signal, string name)
     {

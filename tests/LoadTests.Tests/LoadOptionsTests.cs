@@ -37,6 +37,8 @@ public sealed class LoadOptionsTests
 
         Assert.Equal(3, options.Streams);
         Assert.Equal(Scenario.Restart, options.Scenario);
+        // restart: 30 s of the stream's share (20,000 / 3 events/s).
+        Assert.Equal(6_666 * 30, options.BufferPerStream);
     }
 
     [Fact]
