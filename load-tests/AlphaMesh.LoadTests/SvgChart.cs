@@ -38,7 +38,8 @@ internal static class SvgChart
         {
             foreach (var (top, bottom) in new[] { (LatencyTop, LatencyBottom), (RateTop, RateBottom) })
                 svg.AppendLine(Inv($"""<rect x="{X(0):0.#}" y="{top}" width="{X(warmup) - X(0):0.#}" height="{bottom - top}" fill="#eeeeee"/>"""));
-            svg.AppendLine(Inv($"""<text x="{X(warmup / 2.0):0.#}" y="{LatencyBottom - 6}" text-anchor="middle" fill="#888">warm-up</text>"""));
+            if (X(warmup) - X(0) >= 60) // the label only where it fits
+                svg.AppendLine(Inv($"""<text x="{X(warmup / 2.0):0.#}" y="{LatencyBottom - 6}" text-anchor="middle" fill="#888">warm-up</text>"""));
         }
 
         // Latency panel, log scale.
