@@ -56,7 +56,7 @@ internal static class Harness
         Tick? measureStart = null, measureEnd = null;
         try
         {
-            async Task Drive()
+            async Task DriveAsync()
             {
                 load.Start();
                 sampler.Start();
@@ -79,9 +79,9 @@ internal static class Harness
                     failures.Add("the server stopped during the run");
             }
             if (view is LiveProgress liveView)
-                await liveView.RunAsync(Drive).ConfigureAwait(false);
+                await liveView.RunAsync(DriveAsync).ConfigureAwait(false);
             else
-                await Drive().ConfigureAwait(false);
+                await DriveAsync().ConfigureAwait(false);
         }
         finally
         {
