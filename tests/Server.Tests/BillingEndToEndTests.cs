@@ -299,6 +299,40 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task BillingRun_SubscriptionWhoseUsageCannotBeTotalled_IsReportedAndTheOthersAreBilled()
+    {
+        // UNIQUE_COUNT over an anniversary month is not a sum of smaller windows: billing refuses it rather than guess.
+        string meter = $"users-{_run}";
+        await fixture.Api.CreateMeterAsync(new { key = meter, eventType = "login", aggregation = "UNIQUE_COUNT", valueProperty = "user" });
+        await PostOkAsync("/v1/plans", new
+        {
+            code = $"seats-{_run}",
+            name = "Seats",
+            version = new { currency = "USD", interval = "monthly", alignment = "anniversary", charges = new[] { new { code = "seats", meter, model = new { type = "standard", unitPrice = "3" } } } },
+        });
+        await PostOkAsync("/v1/plans", new
+        {
+            code = $"metered-{_run}",
+            name = "Metered",
+            version = new { currency = "USD", interval = "monthly", alignment = "anniversary", charges = new[] { new { code = "calls", meter = "api_calls", model = new { type = "standard", unitPrice = "0.01" } } } },
+        });
+        var start = fixture.MonthStart.AddDays(5);
+        string seats = $"seats-{_run}", calls = $"calls-{_run}";
+        await PostOkAsync("/v1/customers", new { id = seats, name = "Seats", currency = "USD" });
+        await PostOkAsync("/v1/customers", new { id = calls, name = "Calls", currency = "USD" });
+        string refused = (await PostOkAsync("/v1/subscriptions", new { customer = seats, plan = $"seats-{_run}", startDate = Day(start) }))["id"]!.GetValue<string>();
+        await PostOkAsync("/v1/subscriptions", new { customer = calls, plan = $"metered-{_run}", startDate = Day(start) });
+        await fixture.Api.IngestAsync(Calls(calls, "x", 7, Midnight(start).AddHours(1)), batchSize: 100);
+
+        var run = await PostOkAsync("/v1/billing-runs", new { asOf = Day(start.AddMonths(1)) + "T00:00:00Z" });
+
+        var failure = Assert.Single(run["failures"]!.AsArray(), f => f!["subscription"]!.GetValue<string>() == refused)!;
+        Assert.Contains("calendar months", failure["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Empty(await InvoicesAsync(seats));
+        Assert.Equal(0.07m, Total(Assert.Single(await InvoicesAsync(calls))));
+    }
+
+    [Fact]
     public async Task CreditNotes_PartialThenTooMuch_AreKeptWithinTheLineAndAudited()
     {
         await PostOkAsync("/v1/plans", ProPlan($"pro-{_run}"));
