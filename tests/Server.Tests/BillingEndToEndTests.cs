@@ -333,6 +333,39 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task Subscription_PlanWithEntitlement_LimitsTheCustomersEntitlementCheck()
+    {
+        string plan = $"capped-{_run}";
+        await PostOkAsync("/v1/plans", new
+        {
+            code = plan,
+            name = "Capped",
+            version = new
+            {
+                currency = "USD",
+                interval = "monthly",
+                charges = new[] { new { code = "calls", meter = "api_calls", model = new { type = "standard", unitPrice = "0.01" } } },
+                entitlements = new[] { new { meter = "api_calls", limit = "100" } },
+            },
+        });
+        string customer = $"capped-{_run}";
+        await PostOkAsync("/v1/customers", new { id = customer, name = "Capped", currency = "USD" });
+        await PostOkAsync("/v1/subscriptions", new { customer, plan, startDate = Day(fixture.MonthStart) });
+        var (_, before) = await GetAsync($"/v1/customers/{customer}/entitlements/api_calls");
+        Assert.Equal("100", before!["limit"]!.GetValue<string>());
+        Assert.True(before["hasAccess"]!.GetValue<bool>());
+
+        // The entitlement period is the current calendar month: calls from a minute ago count.
+        var now = DateTimeOffset.UtcNow;
+        var monthStart = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero);
+        await fixture.Api.IngestAsync(Calls(customer, "now", 100, now.AddMinutes(-2) < monthStart ? monthStart : now.AddMinutes(-2)), batchSize: 100);
+
+        var (_, after) = await GetAsync($"/v1/customers/{customer}/entitlements/api_calls");
+        Assert.False(after!["hasAccess"]!.GetValue<bool>());
+        Assert.Equal("0", after["remaining"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task CreditNotes_PartialThenTooMuch_AreKeptWithinTheLineAndAudited()
     {
         await PostOkAsync("/v1/plans", ProPlan($"pro-{_run}"));
