@@ -366,6 +366,56 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task CurrentUsage_RunningPeriod_ShowsUsageSoFarAndItsAmount()
+    {
+        string plan = $"metered-{_run}";
+        await PostOkAsync("/v1/plans", new
+        {
+            code = plan,
+            name = "Metered",
+            version = new { currency = "USD", interval = "monthly", charges = new[] { new { code = "calls", meter = "api_calls", model = new { type = "standard", unitPrice = "0.015" } } } },
+        });
+        string customer = $"current-{_run}";
+        await PostOkAsync("/v1/customers", new { id = customer, name = "Current", currency = "USD" });
+        await PostOkAsync("/v1/subscriptions", new { customer, plan, startDate = Day(fixture.MonthStart) });
+        var now = DateTimeOffset.UtcNow;
+        var monthStart = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero);
+        await fixture.Api.IngestAsync(Calls(customer, "now", 7, now.AddMinutes(-2) < monthStart ? monthStart : now.AddMinutes(-2)), batchSize: 100);
+
+        var (status, body) = await GetAsync($"/v1/customers/{customer}/usage/current");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var current = Assert.Single(body!["data"]!.AsArray())!;
+        Assert.Equal(Day(DateOnly.FromDateTime(monthStart.UtcDateTime)), current["periodStart"]!.GetValue<string>());
+        Assert.Equal("7", current["lines"]![0]!["quantity"]!.GetValue<string>());
+        Assert.Equal(0.10m, decimal.Parse(current["amount"]!.GetValue<string>(), CultureInfo.InvariantCulture)); // 0.105, half-even
+    }
+
+    [Fact]
+    public async Task Post_SameIdempotencyKey_ReplaysTheAnswerAndAnotherBodyIs409()
+    {
+        string key = "idem-" + _run;
+        var first = await PostWithKeyAsync("/v1/customers", new { id = $"idem-{_run}", name = "Idem", currency = "USD" }, key);
+        var replay = await PostWithKeyAsync("/v1/customers", new { id = $"idem-{_run}", name = "Idem", currency = "USD" }, key);
+        var other = await PostWithKeyAsync("/v1/customers", new { id = $"idem-{_run}", name = "Other", currency = "USD" }, key);
+
+        Assert.Equal(HttpStatusCode.Created, first.Status);
+        Assert.Equal(HttpStatusCode.Created, replay.Status);
+        Assert.Equal(first.Body, replay.Body);
+        Assert.True(replay.Replayed);
+        Assert.Equal(HttpStatusCode.Conflict, other.Status);
+    }
+
+    private async Task<(HttpStatusCode Status, string Body, bool Replayed)> PostWithKeyAsync(string path, object body, string idempotencyKey)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = System.Net.Http.Json.JsonContent.Create(body) };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
+        request.Headers.Add("Idempotency-Key", idempotencyKey);
+        using var response = await _http.SendAsync(request);
+        return (response.StatusCode, await response.Content.ReadAsStringAsync(), response.Headers.Contains("Idempotent-Replayed"));
+    }
+
+    [Fact]
     public async Task CreditNotes_PartialThenTooMuch_AreKeptWithinTheLineAndAudited()
     {
         await PostOkAsync("/v1/plans", ProPlan($"pro-{_run}"));
