@@ -41,7 +41,7 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             || await ApiHttp.ReadAsync<RunRequest>(http) is not ({ } body, { } request))
             return;
         var asOf = time.GetUtcNow();
-        if (request.AsOf is { } text && !TryParseInstant(text, out asOf))
+        if (request.AsOf is { } text && (!ApiHttp.TryParseRfc3339(text, out asOf) || asOf.Year is < 2000 or > 2200))
         {
             await ApiHttp.WriteAsync(http, ApiHttp.BadRequest($"asOf '{PlanDefinition.Truncate(text)}' is not an RFC 3339 time with a zone (for example 2026-12-01T00:00:00Z).", "asOf"));
             return;
@@ -55,17 +55,6 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             return new PostOutcome(new ApiResult(200, new RunBody(ApiHttp.Rfc3339(asOf.UtcDateTime), result.Subscriptions, result.Created,
                 result.Recalculated, result.Finalized, result.InvoiceIds, result.Failures.Select(f => new FailureBody(f.Subscription, f.Message)).ToList())));
         });
-    }
-
-    internal static bool TryParseInstant(string text, out DateTimeOffset instant)
-    {
-        instant = default;
-        if (text.Length < 20 || !(text.EndsWith('Z') || text[^6] is '+' or '-'))
-            return false;
-        if (!DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.None, out instant) || instant.Year is < 2000 or > 2200)
-            return false;
-        instant = instant.ToUniversalTime();
-        return true;
     }
 
     private async Task ListAsync(HttpContext http)
