@@ -15,9 +15,18 @@ public sealed class LoadOptionsTests
         Assert.Equal(20, options.DurationSeconds);
         Assert.Equal(2, options.Tenants);
         Assert.Equal(2, options.Streams);
+        Assert.Equal(3, options.WarmupSeconds);
         Assert.False(options.ClosedModel);
         // 15 s of a stream's share, at least 100,000.
         Assert.Equal(375_000, options.BufferPerStream);
+    }
+
+    [Fact]
+    public void Parse_Ramp_LongerWarmupUnlessGiven()
+    {
+        Assert.Equal(10, Parse("ramp", "--server-dll", Dll).WarmupSeconds);
+        Assert.Equal(0, Parse("ramp", "--warmup", "0", "--server-dll", Dll).WarmupSeconds);
+        Assert.Equal(50_000, Parse("ramp", "--server-dll", Dll).StepRate);
     }
 
     [Fact]
