@@ -64,6 +64,8 @@ internal sealed class LoadOptions
           --server-pid PID  its process, for CPU and memory figures (Linux /proc)
         output:
           --results DIR     where the report directory <scenario>-<UTC time>/ is made (default benchmarks/results)
+
+        dotnet AlphaMesh.LoadTests.dll chart DIR...   draws latency.svg of earlier runs again from their report.json
         """;
 
     public Scenario Scenario { get; private set; } = Scenario.Steady;

@@ -1,5 +1,13 @@
 using AlphaMesh.LoadTests;
 
+// `chart DIR...` draws the charts of earlier runs again from their report.json.
+if (args is ["chart", .. var directories])
+{
+    foreach (string directory in directories)
+        ReportWriter.RenderChartAgain(directory);
+    return 0;
+}
+
 var options = LoadOptions.Parse(args, Console.Error);
 if (options is null)
     return 64; // usage error

@@ -94,13 +94,26 @@ internal static class ReportWriter
         Directory.CreateDirectory(directory);
         File.WriteAllText(Path.Combine(directory, "report.json"), JsonSerializer.Serialize(report, Json) + "\n");
         File.WriteAllText(Path.Combine(directory, "report.md"), Markdown(report));
-        File.WriteAllText(Path.Combine(directory, "latency.svg"), SvgChart.Render(report.Timeline, report.Marks,
-            $"{report.Scenario}: {report.Command}", $"{report.StartedAt.UtcDateTime:yyyy-MM-dd HH:mm:ss} UTC, load average {report.LoadAverageStart} at the start"));
+        File.WriteAllText(Path.Combine(directory, "latency.svg"), Chart(report.Scenario, report.Command, report.StartedAt, report.LoadAverageStart, report.Timeline, report.Marks));
         File.WriteAllText(Path.Combine(directory, "command.txt"), CommandText(report));
         if (serverLog is not null && File.Exists(serverLog))
             File.Copy(serverLog, Path.Combine(directory, "server.log"), overwrite: true);
         return directory;
     }
+
+    /// <summary>Draws latency.svg again from a report directory's report.json (after a change to the chart).</summary>
+    public static void RenderChartAgain(string directory)
+    {
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(directory, "report.json")));
+        var root = json.RootElement;
+        var timeline = root.GetProperty("timeline").Deserialize<List<TimelinePoint>>(Json)!;
+        var marks = root.GetProperty("marks").Deserialize<List<Mark>>(Json)!;
+        File.WriteAllText(Path.Combine(directory, "latency.svg"), Chart(root.GetProperty("scenario").GetString()!, root.GetProperty("command").GetString()!,
+            root.GetProperty("startedAt").GetDateTimeOffset(), root.GetProperty("loadAverageStart").GetString()!, timeline, marks));
+    }
+
+    private static string Chart(string scenario, string command, DateTimeOffset startedAt, string loadAverage, IReadOnlyList<TimelinePoint> timeline, IReadOnlyList<Mark> marks)
+        => SvgChart.Render(timeline, marks, $"{scenario}: {command}", $"{startedAt.UtcDateTime:yyyy-MM-dd HH:mm:ss} UTC, load average {loadAverage} at the start");
 
     public static string CommandText(RunReport report)
     {

@@ -4,22 +4,27 @@ using System.Text;
 namespace AlphaMesh.LoadTests;
 
 /// <summary>
-/// The run as a hand-written SVG: reply latency p50 and p99 per second (log scale, top) and offered and accepted
-/// events per second (bottom), on one time axis, with the warm-up shaded and the run's marks (phase changes,
-/// signals, restarts) as dashed lines.
+/// The run as a hand-written SVG: reply latency p50 and p99 per second (log scale, top), offered and accepted
+/// events per second (middle), and the server's RSS and data directory size (bottom), on one time axis, with the
+/// warm-up shaded and the run's marks (phase changes, signals, restarts) as dashed lines.
 /// </summary>
 internal static class SvgChart
 {
     public const int Width = 1000;
-    public const int Height = 580;
+    public const int Height = 770;
     public const double Left = 80, Right = 970;
     public const double LatencyTop = 80, LatencyBottom = 310;
     public const double RateTop = 360, RateBottom = 530;
+    public const double MemoryTop = 580, MemoryBottom = 720;
 
     public const string P50Color = "#1f77b4";
     public const string P99Color = "#d62728";
     public const string OfferedColor = "#7f7f7f";
     public const string AcceptedColor = "#2ca02c";
+    public const string RssColor = "#9467bd";
+    public const string DataColor = "#8c564b";
+
+    private static readonly (double Top, double Bottom)[] Panels = [(LatencyTop, LatencyBottom), (RateTop, RateBottom), (MemoryTop, MemoryBottom)];
 
     public static string Render(IReadOnlyList<TimelinePoint> points, IReadOnlyList<Mark> marks, string title, string subtitle)
     {
@@ -36,7 +41,7 @@ internal static class SvgChart
         int warmup = points.TakeWhile(p => !p.Measuring).Count();
         if (warmup > 0 && warmup < points.Count)
         {
-            foreach (var (top, bottom) in new[] { (LatencyTop, LatencyBottom), (RateTop, RateBottom) })
+            foreach (var (top, bottom) in Panels)
                 svg.AppendLine(Inv($"""<rect x="{X(0):0.#}" y="{top}" width="{X(warmup) - X(0):0.#}" height="{bottom - top}" fill="#eeeeee"/>"""));
             if (X(warmup) - X(0) >= 60) // the label only where it fits
                 svg.AppendLine(Inv($"""<text x="{X(warmup / 2.0):0.#}" y="{LatencyBottom - 6}" text-anchor="middle" fill="#888">warm-up</text>"""));
@@ -63,15 +68,26 @@ internal static class SvgChart
         Line(svg, points.Select(p => (p.Second - 0.5, (double?)p.AcceptedPerSecond)), X, YRate, AcceptedColor, dashed: false);
         Legend(svg, RateTop - 10, [("offered", OfferedColor, true), ("accepted", AcceptedColor, false)]);
 
-        // Time axis under both panels.
+        // Memory and disk panel, linear.
+        double memoryMax = NiceCeiling(points.Count == 0 ? 1 : points.Max(p => Math.Max(p.ServerRssMiB ?? 0, p.DataDirectoryMiB ?? 0)));
+        double YMemory(double mib) => MemoryBottom - ((MemoryBottom - MemoryTop) * mib / memoryMax);
+        double memoryStep = NiceStep(memoryMax / 3);
+        for (double tick = 0; tick <= memoryMax + (memoryStep / 2); tick += memoryStep)
+            HorizontalGridLine(svg, YMemory(tick), Inv($"{tick:0}"));
+        svg.AppendLine(Inv($"""<text x="20" y="{(MemoryTop + MemoryBottom) / 2:0.#}" transform="rotate(-90 20 {(MemoryTop + MemoryBottom) / 2:0.#})" text-anchor="middle">server MiB</text>"""));
+        Line(svg, points.Select(p => (p.Second - 0.5, p.ServerRssMiB)), X, YMemory, RssColor, dashed: false);
+        Line(svg, points.Select(p => (p.Second - 0.5, p.DataDirectoryMiB)), X, YMemory, DataColor, dashed: true);
+        Legend(svg, MemoryTop - 10, [("RSS", RssColor, false), ("data directory", DataColor, true)]);
+
+        // Time axis under every panel.
         double timeStep = NiceStep(maxSecond / 10);
         for (double t = 0; t <= maxSecond + 1e-9; t += timeStep)
         {
-            foreach (double bottom in new[] { LatencyBottom, RateBottom })
+            foreach (var (_, bottom) in Panels)
                 svg.AppendLine(Inv($"""<text x="{X(t):0.#}" y="{bottom + 16}" text-anchor="middle" fill="#555">{t:0.#}</text>"""));
         }
-        svg.AppendLine(Inv($"""<text x="{(Left + Right) / 2}" y="{RateBottom + 36}" text-anchor="middle">seconds since the load started</text>"""));
-        foreach (var (top, bottom) in new[] { (LatencyTop, LatencyBottom), (RateTop, RateBottom) })
+        svg.AppendLine(Inv($"""<text x="{(Left + Right) / 2}" y="{MemoryBottom + 36}" text-anchor="middle">seconds since the load started</text>"""));
+        foreach (var (top, bottom) in Panels)
             svg.AppendLine(Inv($"""<rect x="{Left}" y="{top}" width="{Right - Left}" height="{bottom - top}" fill="none" stroke="#333"/>"""));
 
         // Marks: a dashed line through both panels, the label above the latency panel (staggered when close).
@@ -82,10 +98,10 @@ internal static class SvgChart
             double x = X(mark.Second);
             row = x - lastLabelX < 90 ? (row + 1) % 3 : 0;
             lastLabelX = x;
-            svg.AppendLine(Inv($"""<line x1="{x:0.#}" y1="{LatencyTop}" x2="{x:0.#}" y2="{RateBottom}" stroke="#9467bd" stroke-dasharray="4 3"/>"""));
+            svg.AppendLine(Inv($"""<line x1="{x:0.#}" y1="{LatencyTop}" x2="{x:0.#}" y2="{MemoryBottom}" stroke="#e377c2" stroke-dasharray="4 3"/>"""));
             // Near the right edge the label goes to the left of its line.
             bool left = x > Right - 80;
-            svg.AppendLine(Inv($"""<text x="{(left ? x - 3 : x + 3):0.#}" y="{LatencyTop + 12 + (row * 13)}" fill="#9467bd" font-size="11"{(left ? " text-anchor=\"end\"" : "")}>{Escape(mark.Label)}</text>"""));
+            svg.AppendLine(Inv($"""<text x="{(left ? x - 3 : x + 3):0.#}" y="{LatencyTop + 12 + (row * 13)}" fill="#e377c2" font-size="11"{(left ? " text-anchor=\"end\"" : "")}>{Escape(mark.Label)}</text>"""));
         }
         svg.AppendLine("</svg>");
         return svg.ToString();
@@ -168,12 +184,13 @@ internal static class SvgChart
 
     private static void Legend(StringBuilder svg, double y, (string Name, string Color, bool Dashed)[] entries)
     {
-        double x = Right - (entries.Length * 90);
+        // About 7 px per character at font-size 12, after a 30 px sample line.
+        double x = Right - entries.Sum(e => 50 + (7 * e.Name.Length));
         foreach (var (name, color, dashed) in entries)
         {
             svg.AppendLine(Inv($"""<line x1="{x}" y1="{y - 4}" x2="{x + 24}" y2="{y - 4}" stroke="{color}" stroke-width="2"{(dashed ? " stroke-dasharray=\"6 3\"" : "")}/>"""));
             svg.AppendLine(Inv($"""<text x="{x + 30}" y="{y}">{name}</text>"""));
-            x += 90;
+            x += 50 + (7 * name.Length);
         }
     }
 

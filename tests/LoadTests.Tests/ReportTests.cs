@@ -12,21 +12,26 @@ public sealed class ReportTests : IDisposable
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
     [Fact]
-    public void Render_Timeline_WellFormedWithFourSeriesInsideTheirPanels()
+    public void Render_Timeline_WellFormedWithSixSeriesInsideTheirPanels()
     {
         var points = Enumerable.Range(1, 30).Select(s => Point(s, measuring: s > 3, p50: 2 + (s % 5), p99: 20 + s, offered: 50_000, accepted: 49_000 + (s * 10))).ToList();
 
         var svg = XDocument.Parse(SvgChart.Render(points, [new Mark(3, "measure"), new Mark(15.5, "SIGTERM")], "steady <&> test", "sub"));
 
         var lines = svg.Descendants(Svg + "polyline").ToList();
-        Assert.Equal(4, lines.Count);
-        Assert.Equal([SvgChart.P50Color, SvgChart.P99Color, SvgChart.OfferedColor, SvgChart.AcceptedColor], lines.Select(l => (string)l.Attribute("stroke")!));
+        Assert.Equal(6, lines.Count);
+        Assert.Equal([SvgChart.P50Color, SvgChart.P99Color, SvgChart.OfferedColor, SvgChart.AcceptedColor, SvgChart.RssColor, SvgChart.DataColor],
+            lines.Select(l => (string)l.Attribute("stroke")!));
         foreach (var line in lines)
         {
             var coordinates = Points(line);
             Assert.Equal(30, coordinates.Count);
-            bool latency = (string)line.Attribute("stroke")! is SvgChart.P50Color or SvgChart.P99Color;
-            double top = latency ? SvgChart.LatencyTop : SvgChart.RateTop, bottom = latency ? SvgChart.LatencyBottom : SvgChart.RateBottom;
+            var (top, bottom) = (string)line.Attribute("stroke")! switch
+            {
+                SvgChart.P50Color or SvgChart.P99Color => (SvgChart.LatencyTop, SvgChart.LatencyBottom),
+                SvgChart.OfferedColor or SvgChart.AcceptedColor => (SvgChart.RateTop, SvgChart.RateBottom),
+                _ => (SvgChart.MemoryTop, SvgChart.MemoryBottom),
+            };
             Assert.All(coordinates, c => Assert.InRange(c.Y, top, bottom));
             Assert.All(coordinates, c => Assert.InRange(c.X, SvgChart.Left, SvgChart.Right));
             Assert.True(coordinates.Zip(coordinates.Skip(1)).All(pair => pair.First.X < pair.Second.X), "time runs left to right");
@@ -54,6 +59,10 @@ public sealed class ReportTests : IDisposable
         double rateMax = SvgChart.NiceCeiling(100_000);
         var accepted = Points(lines[3]);
         Assert.Equal(SvgChart.RateBottom - ((SvgChart.RateBottom - SvgChart.RateTop) * 50_000 / rateMax), accepted[0].Y, 1);
+        // RSS 300 MiB on an axis that ends at the next round figure (400).
+        var rss = Points(lines[4]);
+        Assert.Equal(SvgChart.MemoryBottom - ((SvgChart.MemoryBottom - SvgChart.MemoryTop) * 300 / SvgChart.NiceCeiling(300)), rss[0].Y, 1);
+        Assert.Equal(400, SvgChart.NiceCeiling(300));
         // Points sit in the middle of their second: 0.5 and 1.5 of 2.
         Assert.Equal(SvgChart.Left + ((SvgChart.Right - SvgChart.Left) / 4), p50[0].X, 1);
     }
@@ -135,6 +144,19 @@ public sealed class ReportTests : IDisposable
         Assert.Contains("load average 0.50 0.40 0.30 (start)", command, StringComparison.Ordinal);
         Assert.Contains("# AlphaMesh__Aggregator__CheckpointInterval=00:00:05", command, StringComparison.Ordinal);
         XDocument.Load(Path.Combine(directory, "latency.svg"));
+    }
+
+    [Fact]
+    public void RenderChartAgain_WrittenReport_SameChart()
+    {
+        var report = Report(failures: []) with { Marks = [new Mark(1.5, "SIGKILL"), new Mark(2, "healthy")] };
+        string directory = ReportWriter.Write(report, _directory, serverLog: null);
+        string written = File.ReadAllText(Path.Combine(directory, "latency.svg"));
+        File.Delete(Path.Combine(directory, "latency.svg"));
+
+        ReportWriter.RenderChartAgain(directory);
+
+        Assert.Equal(written, File.ReadAllText(Path.Combine(directory, "latency.svg")));
     }
 
     [Fact]
