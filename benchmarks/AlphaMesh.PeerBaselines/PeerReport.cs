@@ -122,6 +122,8 @@ internal static class PeerReport
             md.AppendLine(CultureInfo.InvariantCulture, $"**{r.Name}** — {r.Version}").AppendLine();
             md.AppendLine(CultureInfo.InvariantCulture, $"- method: {r.Method}");
             md.AppendLine(CultureInfo.InvariantCulture, $"- durability: {r.Durability}");
+            if (r.Recheck.Length > 0)
+                md.AppendLine(CultureInfo.InvariantCulture, $"- usage not exact: {r.ExactDetail}; {r.Recheck}");
             md.AppendLine(CultureInfo.InvariantCulture,
                 $"- ingest {r.IngestSeconds:0.00} s, usage query {r.UsageSeconds:0.00} s, server CPU {r.ServerCpuSeconds:0.00} s, client CPU {r.ClientCpuSeconds:0.00} s, memory over {r.ServerProcesses} process(es); started {r.StartedAt:HH:mm:ss} UTC, load average {r.LoadAverageBefore} before, {r.LoadAverageAfter} after");
             md.AppendLine();
@@ -135,11 +137,13 @@ internal static class PeerReport
     /// <summary>A Markdown table with its columns padded, so it reads as well in a terminal as rendered.</summary>
     private static void AppendTable(StringBuilder md, string[] header, List<string[]> rows)
     {
+        // The first and last columns are text (left-aligned), the others figures (right-aligned).
+        bool Text(int column) => column == 0 || column == header.Length - 1;
         var widths = header.Select((h, c) => Math.Max(h.Length, rows.Count == 0 ? 0 : rows.Max(r => r[c].Length))).ToArray();
         md.AppendLine("| " + string.Join(" | ", header.Select((h, c) => h.PadRight(widths[c]))) + " |");
-        md.AppendLine("|" + string.Join("|", widths.Select((w, c) => c == 0 ? new string('-', w + 2) : new string('-', w + 1) + ":")) + "|");
+        md.AppendLine("|" + string.Join("|", widths.Select((w, c) => Text(c) ? new string('-', w + 2) : new string('-', w + 1) + ":")) + "|");
         foreach (var row in rows)
-            md.AppendLine("| " + string.Join(" | ", row.Select((cell, c) => c == 0 ? cell.PadRight(widths[c]) : cell.PadLeft(widths[c]))) + " |");
+            md.AppendLine("| " + string.Join(" | ", row.Select((cell, c) => Text(c) ? cell.PadRight(widths[c]) : cell.PadLeft(widths[c]))) + " |");
     }
 
     /// <summary>CPU model, cores, memory and kernel, from /proc.</summary>

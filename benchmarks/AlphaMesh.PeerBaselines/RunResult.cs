@@ -37,6 +37,9 @@ internal sealed class RunResult
     public int ServerProcesses { get; set; }
     public bool Exact { get; set; }
     public string ExactDetail { get; set; } = "";
+
+    /// <summary>When the answer was not exact: the same comparison on a second read a few seconds later.</summary>
+    public string Recheck { get; set; } = "";
     public DateTimeOffset StartedAt { get; set; }
     public string LoadAverageBefore { get; set; } = "";
     public string LoadAverageAfter { get; set; } = "";
