@@ -8,11 +8,11 @@ namespace AlphaMesh.PeerBaselines;
 /// that set the key, <c>HINCRBY</c> of the customer's monthly count and sum, in one Lua script (EVALSHA) so the
 /// dedupe key and the counters change atomically. Redis has no decimal type (INCRBYFLOAT is a binary double), so the
 /// sum is kept exactly as an integer of hundredths. Pipelined: each lane keeps <c>window</c> calls in flight on
-/// StackExchange.Redis's multiplexed connection. <see cref="RedisCall.PerEvent"/> makes one script call per event;
+/// its own StackExchange.Redis connection. <see cref="RedisCall.PerEvent"/> makes one script call per event;
 /// <see cref="RedisCall.PerBatch"/> passes <c>batch</c> events to one call, which saves Redis most of its
 /// per-command work.
 /// </summary>
-internal sealed class RedisTarget(string endpoint, RedisCall call, int lanes, int batch) : PeerTarget
+internal sealed class RedisTarget(string endpoint, RedisCall call, int connections, int batch) : PeerTarget
 {
     private const string Tenant = "default";
 
@@ -43,7 +43,7 @@ internal sealed class RedisTarget(string endpoint, RedisCall call, int lanes, in
 
     private static readonly RedisValue[] s_fields = ["count", "sum"];
 
-    private ConnectionMultiplexer? _redis;
+    private readonly List<ConnectionMultiplexer> _connections = [];
     private byte[] _sha = [];
     private string _settings = "";
     private long _counted;
@@ -55,8 +55,8 @@ internal sealed class RedisTarget(string endpoint, RedisCall call, int lanes, in
     public override string Durability => $"a reply follows the AOF write of its command; {_settings}";
 
     public override string Method => (call == RedisCall.PerEvent
-            ? $"{lanes} lane(s) on one multiplexed connection, one EVALSHA per event, up to {Window} calls in flight per lane"
-            : $"{lanes} lane(s) on one multiplexed connection, one EVALSHA per {batch} events, up to {Window} calls in flight per lane")
+            ? $"{connections} lane(s) (a connection each), one EVALSHA per event, up to {Window} calls in flight per lane"
+            : $"{connections} lane(s) (a connection each), one EVALSHA per {batch} events, up to {Window} calls in flight per lane")
         + $"; dedupe key d:{{tenant}}:{{id}} with TTL {RetentionSeconds / 86400} days, counters in hash u:{{tenant}}:{{customer}}:{{yyyyMM}} (count, sum in hundredths); "
         + "usage: HMGET of every known customer's hash for the months of the range, pipelined";
 
@@ -67,8 +67,11 @@ internal sealed class RedisTarget(string endpoint, RedisCall call, int lanes, in
         var options = ConfigurationOptions.Parse(endpoint);
         options.AllowAdmin = true; // CONFIG GET and SCRIPT LOAD
         options.SyncTimeout = options.AsyncTimeout = 120_000; // a deep pipeline behind an fsync per write must not time out
-        _redis = await ConnectionMultiplexer.ConnectAsync(options).ConfigureAwait(false);
-        var server = _redis.GetServer(_redis.GetEndPoints()[0]);
+        // One connection per lane: Redis reads at most 16 KiB from a client per turn of its event loop, and with
+        // appendfsync always each turn ends with an fsync, so one shared socket would cap the commands per fsync.
+        for (int l = 0; l < connections; l++)
+            _connections.Add(await ConnectionMultiplexer.ConnectAsync(options).ConfigureAwait(false));
+        var server = _connections[0].GetServer(_connections[0].GetEndPoints()[0]);
         Version = "Redis " + server.Version;
         var settings = new List<string>();
         foreach (string name in (string[])["appendonly", "appendfsync", "save", "maxmemory"])
@@ -82,17 +85,16 @@ internal sealed class RedisTarget(string endpoint, RedisCall call, int lanes, in
 
     public override async Task IngestAsync(EventSet events, int[][] lanes, CancellationToken cancellationToken)
     {
-        var db = _redis!.GetDatabase();
         await RunLanesAsync(lanes, call == RedisCall.PerEvent
-            ? (_, indexes) => PerEventLaneAsync(db, events, indexes)
-            : (_, indexes) => PerBatchLaneAsync(db, events, indexes)).ConfigureAwait(false);
+            ? (lane, indexes) => PerEventLaneAsync(_connections[lane].GetDatabase(), events, indexes)
+            : (lane, indexes) => PerBatchLaneAsync(_connections[lane].GetDatabase(), events, indexes)).ConfigureAwait(false);
         if (_counted != events.Distinct)
             Console.WriteLine($"note: the scripts counted {_counted:N0} events as new for {events.Distinct:N0} distinct ids");
     }
 
     public override async Task<Dictionary<string, CustomerUsage>> ReadUsageAsync(EventSet events, CancellationToken cancellationToken)
     {
-        var db = _redis!.GetDatabase();
+        var db = _connections[0].GetDatabase();
         string[] months = [.. new[] { events.BaseTime, events.BaseTime.AddSeconds(EventSet.TimeSpreadSeconds) }.Select(Month).Distinct()];
         var reads = new List<(string Customer, Task<RedisValue[]> Values)>(events.Customers.Length * months.Length);
         foreach (string customer in events.Customers)
@@ -114,8 +116,8 @@ internal sealed class RedisTarget(string endpoint, RedisCall call, int lanes, in
 
     public override async ValueTask DisposeAsync()
     {
-        if (_redis is not null)
-            await _redis.DisposeAsync().ConfigureAwait(false);
+        foreach (var connection in _connections)
+            await connection.DisposeAsync().ConfigureAwait(false);
     }
 
     private async Task PerEventLaneAsync(IDatabase db, EventSet events, int[] indexes)

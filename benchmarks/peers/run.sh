@@ -15,7 +15,7 @@
 #   benchmarks/peers/run.sh --events 500000 --systems alphamesh,postgres-copy
 #
 # Options: --events N, --customers N, --duplicates R (0.01), --seed N (1), --lanes N (parallel senders for every
-# system; default alphamesh 4, others 2), --systems a,b,... (default all six), --redis-fsync always|everysec
+# system; default alphamesh 4, redis 8, others 2), --systems a,b,... (default all six), --redis-fsync always|everysec
 # (default always: a reply only after fsync, like AlphaMesh's). SKIP_BUILD=1 skips the Release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
