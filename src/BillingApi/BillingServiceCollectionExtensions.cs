@@ -1,5 +1,6 @@
 using AlphaMesh.BillingApi.Internal;
 using AlphaMesh.Ingest;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -40,14 +41,25 @@ public static class BillingServiceCollectionExtensions
         services.TryAddSingleton<IApiKeyStore>(sp => sp.GetRequiredService<PostgresApiKeyStore>());
         services.TryAddSingleton<IdempotentPost>();
         services.TryAddSingleton<TenantHttpEndpoints>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<BillingEngine>();
+        services.TryAddSingleton<CatalogHttpEndpoints>();
+        services.TryAddSingleton<InvoiceHttpEndpoints>();
         services.AddHostedService<BillingBackgroundService>();
+        services.AddHostedService<BillingRunService>();
+        services.AddOpenApi("v1");
         return services;
     }
 
-    /// <summary>Maps <c>/v1/tenants</c> and <c>/v1/tenants/{tenant}/api-keys</c>.</summary>
+    /// <summary>Maps the tenants and keys, the catalog (customers, plans, subscriptions) and the invoice endpoints.
+    /// The host registers an <see cref="IBillingUsageSource"/>.</summary>
     public static IEndpointRouteBuilder MapAlphaMeshBilling(this IEndpointRouteBuilder endpoints)
     {
         endpoints.ServiceProvider.GetRequiredService<TenantHttpEndpoints>().Map(endpoints);
+        endpoints.ServiceProvider.GetRequiredService<CatalogHttpEndpoints>().Map(endpoints);
+        endpoints.ServiceProvider.GetRequiredService<InvoiceHttpEndpoints>().Map(endpoints);
+        // The document of every HTTP endpoint of the server, at /openapi/v1.json.
+        endpoints.MapOpenApi();
         return endpoints;
     }
 

@@ -27,4 +27,10 @@ internal static partial class BillingLog
 
     [LoggerMessage(107, LogLevel.Warning, "Could not delete expired idempotency keys")]
     public static partial void IdempotencyCleanupFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(108, LogLevel.Information, "Billing run for tenant {Tenant}: {Created} invoices created, {Finalized} finalized, {Failed} subscriptions failed")]
+    public static partial void BillingRan(ILogger logger, string tenant, int created, int finalized, int failed);
+
+    [LoggerMessage(109, LogLevel.Warning, "The background billing run failed; it runs again at the next interval")]
+    public static partial void BillingRunFailed(ILogger logger, Exception exception);
 }
