@@ -39,7 +39,7 @@ while [[ $# -gt 0 ]]; do
     --redis-fsync)
       [[ $# -ge 2 && ( "$2" == always || "$2" == everysec ) ]] || { echo "error: --redis-fsync takes always or everysec" >&2; exit 64; }
       redis_fsync=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (--help lists them)" >&2; exit 64 ;;
   esac
 done
