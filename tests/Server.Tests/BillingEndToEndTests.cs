@@ -191,6 +191,11 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
 
         await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthEnd) + "T00:00:00Z" });
         var invoices = await InvoicesAsync(customer);
+        // What the month would have cost on Pro throughout: the fee and 1,850 calls, all included.
+        var (simulated, simulation) = await GetAsync($"/v1/customers/{customer}/simulate?plan=pro-{_run}&periodStart={Day(fixture.MonthStart)}");
+        Assert.Equal(HttpStatusCode.OK, simulated);
+        Assert.Equal(ProFee + ProUsage(1_850), Total(simulation!));
+        Assert.Equal(invoices.Count, (await InvoicesAsync(customer)).Count);
         var upgrade = invoices.Single(i => i["reason"]!.GetValue<string>() == "plan_change");
         Assert.Equal(Prorated(ProFee, fixture.MonthDays - changeDay, fixture.MonthDays), Total(upgrade));
         var periodEnd = invoices.Single(i => i["reason"]!.GetValue<string>() == "period_end");
@@ -333,6 +338,89 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task Subscription_PlanWithEntitlement_LimitsTheCustomersEntitlementCheck()
+    {
+        string plan = $"capped-{_run}";
+        await PostOkAsync("/v1/plans", new
+        {
+            code = plan,
+            name = "Capped",
+            version = new
+            {
+                currency = "USD",
+                interval = "monthly",
+                charges = new[] { new { code = "calls", meter = "api_calls", model = new { type = "standard", unitPrice = "0.01" } } },
+                entitlements = new[] { new { meter = "api_calls", limit = "100" } },
+            },
+        });
+        string customer = $"capped-{_run}";
+        await PostOkAsync("/v1/customers", new { id = customer, name = "Capped", currency = "USD" });
+        await PostOkAsync("/v1/subscriptions", new { customer, plan, startDate = Day(fixture.MonthStart) });
+        var (_, before) = await GetAsync($"/v1/customers/{customer}/entitlements/api_calls");
+        Assert.Equal("100", before!["limit"]!.GetValue<string>());
+        Assert.True(before["hasAccess"]!.GetValue<bool>());
+
+        // The entitlement period is the current calendar month: calls from a minute ago count.
+        var now = DateTimeOffset.UtcNow;
+        var monthStart = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero);
+        await fixture.Api.IngestAsync(Calls(customer, "now", 100, now.AddMinutes(-2) < monthStart ? monthStart : now.AddMinutes(-2)), batchSize: 100);
+
+        var (_, after) = await GetAsync($"/v1/customers/{customer}/entitlements/api_calls");
+        Assert.False(after!["hasAccess"]!.GetValue<bool>());
+        Assert.Equal("0", after["remaining"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task CurrentUsage_RunningPeriod_ShowsUsageSoFarAndItsAmount()
+    {
+        string plan = $"metered-{_run}";
+        await PostOkAsync("/v1/plans", new
+        {
+            code = plan,
+            name = "Metered",
+            version = new { currency = "USD", interval = "monthly", charges = new[] { new { code = "calls", meter = "api_calls", model = new { type = "standard", unitPrice = "0.015" } } } },
+        });
+        string customer = $"current-{_run}";
+        await PostOkAsync("/v1/customers", new { id = customer, name = "Current", currency = "USD" });
+        await PostOkAsync("/v1/subscriptions", new { customer, plan, startDate = Day(fixture.MonthStart) });
+        var now = DateTimeOffset.UtcNow;
+        var monthStart = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero);
+        await fixture.Api.IngestAsync(Calls(customer, "now", 7, now.AddMinutes(-2) < monthStart ? monthStart : now.AddMinutes(-2)), batchSize: 100);
+
+        var (status, body) = await GetAsync($"/v1/customers/{customer}/usage/current");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var current = Assert.Single(body!["data"]!.AsArray())!;
+        Assert.Equal(Day(DateOnly.FromDateTime(monthStart.UtcDateTime)), current["periodStart"]!.GetValue<string>());
+        Assert.Equal("7", current["lines"]![0]!["quantity"]!.GetValue<string>());
+        Assert.Equal(0.10m, decimal.Parse(current["amount"]!.GetValue<string>(), CultureInfo.InvariantCulture)); // 0.105, half-even
+    }
+
+    [Fact]
+    public async Task Post_SameIdempotencyKey_ReplaysTheAnswerAndAnotherBodyIs409()
+    {
+        string key = "idem-" + _run;
+        var first = await PostWithKeyAsync("/v1/customers", new { id = $"idem-{_run}", name = "Idem", currency = "USD" }, key);
+        var replay = await PostWithKeyAsync("/v1/customers", new { id = $"idem-{_run}", name = "Idem", currency = "USD" }, key);
+        var other = await PostWithKeyAsync("/v1/customers", new { id = $"idem-{_run}", name = "Other", currency = "USD" }, key);
+
+        Assert.Equal(HttpStatusCode.Created, first.Status);
+        Assert.Equal(HttpStatusCode.Created, replay.Status);
+        Assert.Equal(first.Body, replay.Body);
+        Assert.True(replay.Replayed);
+        Assert.Equal(HttpStatusCode.Conflict, other.Status);
+    }
+
+    private async Task<(HttpStatusCode Status, string Body, bool Replayed)> PostWithKeyAsync(string path, object body, string idempotencyKey)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = System.Net.Http.Json.JsonContent.Create(body) };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
+        request.Headers.Add("Idempotency-Key", idempotencyKey);
+        using var response = await _http.SendAsync(request);
+        return (response.StatusCode, await response.Content.ReadAsStringAsync(), response.Headers.Contains("Idempotent-Replayed"));
+    }
+
+    [Fact]
     public async Task CreditNotes_PartialThenTooMuch_AreKeptWithinTheLineAndAudited()
     {
         await PostOkAsync("/v1/plans", ProPlan($"pro-{_run}"));
@@ -377,6 +465,7 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
         {
             (HttpMethod.Get, $"/v1/customers/{customer}", null),
             (HttpMethod.Get, $"/v1/customers/{customer}/usage/current", null),
+            (HttpMethod.Get, $"/v1/customers/{customer}/simulate?plan=pro-{_run}&periodStart={Day(fixture.MonthStart)}", null),
             (HttpMethod.Get, $"/v1/plans/pro-{_run}", null),
             (HttpMethod.Get, $"/v1/plans/pro-{_run}/versions/1", null),
             (HttpMethod.Post, $"/v1/plans/pro-{_run}/versions", new { currency = "USD", interval = "monthly" }),

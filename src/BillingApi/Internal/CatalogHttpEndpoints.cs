@@ -141,6 +141,7 @@ internal sealed class CatalogHttpEndpoints(IApiKeyStore keys, BillingDatabase da
         if (request.Version is null)
             errors.Add(("version", "version is required: the plan's first version (currency, interval, fees, charges)."));
         var plan = request.Version?.ToPlanVersion(request.Code ?? "", 1, meter => usage.FindMeter(caller.TenantId, meter), errors);
+        CheckEntitlementMeters(caller.TenantId, plan, errors);
         if (errors.Count > 0 || plan is null)
         {
             await ApiHttp.WriteAsync(http, ApiHttp.Invalid(Prefixed(errors, request.Version)));
@@ -153,6 +154,16 @@ internal sealed class CatalogHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             var version = await CatalogStore.AddVersionAsync(connection, caller.TenantId, request.Code!, request.Version!, ct);
             return new PostOutcome(new ApiResult(201, new PlanBody(request.Code!, request.Name!, version.Version, [ToBody(version)])));
         });
+    }
+
+    /// <summary>An entitlement limits one of the tenant's meters.</summary>
+    private void CheckEntitlementMeters(string tenant, PlanVersion? plan, List<(string Field, string Message)> errors)
+    {
+        for (int i = 0; i < (plan?.Entitlements.Length ?? 0); i++)
+        {
+            if (usage.FindMeter(tenant, plan!.Entitlements[i].MeterCode) is null)
+                errors.Add(($"entitlements[{i}].meter", $"there is no meter '{PlanDefinition.Truncate(plan.Entitlements[i].MeterCode)}'; create it first (POST /v1/meters)."));
+        }
     }
 
     /// <summary>The plan's fields sit under <c>version</c> in a create request.</summary>
@@ -193,7 +204,9 @@ internal sealed class CatalogHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             || await ApiHttp.ReadAsync<PlanDefinition>(http) is not ({ } body, { } definition))
             return;
         var errors = new List<(string Field, string Message)>();
-        if (definition.ToPlanVersion(code, 1, meter => usage.FindMeter(caller.TenantId, meter), errors) is null)
+        var plan = definition.ToPlanVersion(code, 1, meter => usage.FindMeter(caller.TenantId, meter), errors);
+        CheckEntitlementMeters(caller.TenantId, plan, errors);
+        if (plan is null || errors.Count > 0)
         {
             await ApiHttp.WriteAsync(http, ApiHttp.Invalid(errors));
             return;
@@ -254,7 +267,8 @@ internal sealed class CatalogHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             await CatalogStore.CreateSubscriptionAsync(connection, caller.TenantId, id, customer.Id, version.PlanCode, version.Version, start!.Value,
                 anchor ?? start.Value, ct);
             var created = await CatalogStore.GetSubscriptionAsync(connection, caller.TenantId, id, forUpdate: false, ct);
-            return new PostOutcome(new ApiResult(201, ToBody(created!)));
+            var plan = version.ToPlanVersion();
+            return new PostOutcome(new ApiResult(201, ToBody(created!))) { AfterCommit = c => ApplyLimitsAsync(caller.TenantId, customer.Id, plan, c) };
         });
     }
 
@@ -362,9 +376,18 @@ internal sealed class CatalogHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             if (problem is not null)
                 return new PostOutcome(ApiHttp.BadRequest(problem, problem.StartsWith("effectiveDate", StringComparison.Ordinal) ? "effectiveDate" : "plan"));
             await CatalogStore.ChangePlanAsync(connection, caller.TenantId, subscription, target.PlanCode, target.Version, on!.Value, ct);
-            return new PostOutcome(new ApiResult(200, ToBody((await CatalogStore.GetSubscriptionAsync(connection, caller.TenantId, id, forUpdate: false, ct))!)));
+            return new PostOutcome(new ApiResult(200, ToBody((await CatalogStore.GetSubscriptionAsync(connection, caller.TenantId, id, forUpdate: false, ct))!)))
+            {
+                AfterCommit = c => ApplyLimitsAsync(caller.TenantId, subscription.CustomerId, next, c),
+            };
         });
     }
+
+    /// <summary>The plan's entitlements become the customer's limits in the aggregator's entitlement checks. They follow the
+    /// latest subscription or plan change made through the API (a customer with several subscriptions gets those of the
+    /// last one); limits are per calendar month in the aggregator.</summary>
+    private Task ApplyLimitsAsync(string tenant, string customer, PlanVersion plan, CancellationToken cancellationToken) =>
+        usage.ApplyLimitsAsync(tenant, customer, plan.Entitlements.ToDictionary(e => e.MeterCode, e => e.Limit), cancellationToken);
 
     private static SubscriptionBody ToBody(SubscriptionRow s) => new(s.Id, s.CustomerId, s.Phases[^1].PlanCode, s.Phases[^1].PlanVersion,
         ApiHttp.Date(s.StartDate), ApiHttp.Date(s.BillingAnchor), s.EndDate is { } e ? ApiHttp.Date(e) : null, s.CancelAtPeriodEnd,

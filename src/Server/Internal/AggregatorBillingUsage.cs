@@ -77,4 +77,12 @@ internal sealed class AggregatorBillingUsage(IMeterCatalog meters, IAggregator a
         }
         return quantities;
     }
+
+    public async Task ApplyLimitsAsync(string tenant, string customer, IReadOnlyDictionary<string, decimal> limits, CancellationToken cancellationToken)
+    {
+        foreach (var stale in aggregator.Entitlements.ListLimits(tenant).Where(l => l.Customer == customer && !limits.ContainsKey(l.MeterKey)))
+            await aggregator.Entitlements.RemoveLimitAsync(tenant, stale.MeterKey, customer, cancellationToken);
+        foreach (var (meter, limit) in limits)
+            await aggregator.Entitlements.SetLimitAsync(new EntitlementLimit(tenant, meter, customer, limit), cancellationToken);
+    }
 }
