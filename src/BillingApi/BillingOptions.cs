@@ -25,6 +25,9 @@ public sealed class BillingOptions
     /// <summary>The tenant whose admin keys may create tenants and manage every tenant's keys (the operator).</summary>
     public string OperatorTenant { get; set; } = "default";
 
+    /// <summary>Webhook delivery (<c>AlphaMesh:Billing:Webhooks</c>).</summary>
+    public WebhookOptions Webhooks { get; set; } = new();
+
     public void Validate()
     {
         if (KeyRefreshInterval <= TimeSpan.Zero || KeyRefreshInterval > TimeSpan.FromSeconds(4))
@@ -33,5 +36,6 @@ public sealed class BillingOptions
             throw new InvalidOperationException($"AlphaMesh:Billing:IdempotencyRetention ({IdempotencyRetention}) must be at least one minute.");
         if (string.IsNullOrWhiteSpace(OperatorTenant))
             throw new InvalidOperationException("AlphaMesh:Billing:OperatorTenant must not be empty.");
+        Webhooks.Validate();
     }
 }
