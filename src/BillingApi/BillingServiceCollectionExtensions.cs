@@ -10,7 +10,7 @@ using Microsoft.Extensions.Options;
 namespace AlphaMesh.BillingApi;
 
 /// <summary>Registers and maps the billing API: its PostgreSQL store (migrated at start), the API key store that
-/// ingest and queries authenticate against, and the tenant and key endpoints.</summary>
+/// ingest and queries authenticate against, the tenant and key endpoints, and webhooks (endpoints and the dispatcher).</summary>
 public static class BillingServiceCollectionExtensions
 {
     /// <summary>
@@ -40,14 +40,18 @@ public static class BillingServiceCollectionExtensions
         services.TryAddSingleton<IApiKeyStore>(sp => sp.GetRequiredService<PostgresApiKeyStore>());
         services.TryAddSingleton<IdempotentPost>();
         services.TryAddSingleton<TenantHttpEndpoints>();
+        services.TryAddSingleton<WebhookStore>();
+        services.TryAddSingleton<WebhookHttpEndpoints>();
         services.AddHostedService<BillingBackgroundService>();
+        services.AddHostedService<WebhookDispatcher>();
         return services;
     }
 
-    /// <summary>Maps <c>/v1/tenants</c> and <c>/v1/tenants/{tenant}/api-keys</c>.</summary>
+    /// <summary>Maps <c>/v1/tenants</c>, <c>/v1/tenants/{tenant}/api-keys</c> and <c>/v1/webhook-endpoints</c>.</summary>
     public static IEndpointRouteBuilder MapAlphaMeshBilling(this IEndpointRouteBuilder endpoints)
     {
         endpoints.ServiceProvider.GetRequiredService<TenantHttpEndpoints>().Map(endpoints);
+        endpoints.ServiceProvider.GetRequiredService<WebhookHttpEndpoints>().Map(endpoints);
         return endpoints;
     }
 

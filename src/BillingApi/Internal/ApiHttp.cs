@@ -170,3 +170,41 @@ internal static class ApiHttp
     public static string Rfc3339(DateTime utc)
         => DateTime.SpecifyKind(utc, DateTimeKind.Utc).ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFF'Z'", System.Globalization.CultureInfo.InvariantCulture);
 }
+
+/// <summary>Request and page helpers shared by the billing endpoints.</summary>
+internal static class ApiRequests
+{
+    /// <summary>Reads and parses a JSON body; on a failure answers the 413 or 400 itself and returns a null request.</summary>
+    public static async Task<(byte[]? Body, T? Request)> ReadJsonAsync<T>(HttpContext http) where T : class
+    {
+        var body = await ApiHttp.ReadBodyAsync(http);
+        if (body is null)
+        {
+            await ApiHttp.WriteAsync(http, ApiHttp.Error(413, "request_too_large", $"the body is over the limit of {ApiHttp.MaxBodyBytes} bytes"));
+            return (null, null);
+        }
+        var request = ApiHttp.Parse<T>(body, out var error);
+        if (error is { } e)
+            await ApiHttp.WriteAsync(http, e);
+        return (body, request);
+    }
+
+    /// <summary>A page from rows read with one more than <paramref name="limit"/>: that extra row says another page follows.</summary>
+    public static PageBody<TBody> Page<TRow, TBody>(List<TRow> rows, int limit, Func<TRow, TBody> toBody, Func<TRow, string> sortKey)
+    {
+        bool more = rows.Count > limit;
+        var page = rows.Take(limit).Select(toBody).ToList();
+        return new PageBody<TBody>(page, more ? ApiHttp.EncodeCursor(sortKey(rows[limit - 1])) : null);
+    }
+
+    /// <summary>The Guid a cursor of a Guid-keyed list holds; answers the 400 itself when it holds something else.</summary>
+    public static async Task<(bool Ok, Guid? After)> ParseGuidCursorAsync(HttpContext http, string? cursor)
+    {
+        if (cursor is null)
+            return (true, null);
+        if (Guid.TryParse(cursor, out var id))
+            return (true, id);
+        await ApiHttp.WriteAsync(http, ApiHttp.BadRequest("cursor is not one this API returned; pass nextCursor from the previous page unchanged.", "cursor"));
+        return (false, null);
+    }
+}
