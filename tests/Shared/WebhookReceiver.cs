@@ -43,7 +43,9 @@ public sealed class WebhookReceiver : IAsyncDisposable
     {
         int port = Ports.GetFree();
         var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
+        // No appsettings.json: a test directory can hold the server's, whose Kestrel endpoints would replace this one.
+        builder.Configuration.Sources.Clear();
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(System.Net.IPAddress.Loopback, port));
         builder.Logging.ClearProviders();
         var app = builder.Build();
         var receiver = new WebhookReceiver(app, port);
