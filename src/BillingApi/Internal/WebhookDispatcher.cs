@@ -309,8 +309,10 @@ internal sealed class WebhookDispatcher : BackgroundService
             interrupted = true;
             error = "interrupted: the server sending it stopped before the receiver answered";
         }
-        catch (HttpRequestException e)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
+            // Refused, reset, DNS, TLS, a malformed answer: a failed attempt like a 5xx, so that it is recorded and the
+            // delivery still ends at its max age.
             error = e.InnerException is { } inner ? $"{e.Message} ({inner.Message})" : e.Message;
         }
         double durationMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
