@@ -25,11 +25,28 @@ public sealed class BillingOptions
     /// <summary>The tenant whose admin keys may create tenants and manage every tenant's keys (the operator).</summary>
     public string OperatorTenant { get; set; } = "default";
 
+    /// <summary>How many subscriptions a billing run bills at once (each on its own connection).</summary>
+    public int BillingRunParallelism { get; set; } = 8;
+
+    /// <summary>How often the server runs billing for every tenant as of the current time; zero turns the background
+    /// run off (billing then runs only through <c>POST /v1/billing-runs</c>).</summary>
+    public TimeSpan BillingRunInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>How late usage may arrive after its time: the ingest backdating limit. A final invoice's usage is
+    /// compared with the aggregator's for this long (plus one period), and differences become adjustment lines.</summary>
+    public TimeSpan LateUsageWindow { get; set; } = TimeSpan.FromDays(35);
+
     /// <summary>Webhook delivery (<c>AlphaMesh:Billing:Webhooks</c>).</summary>
     public WebhookOptions Webhooks { get; set; } = new();
 
     public void Validate()
     {
+        if (BillingRunParallelism is < 1 or > 64)
+            throw new InvalidOperationException($"AlphaMesh:Billing:BillingRunParallelism ({BillingRunParallelism}) must be from 1 to 64.");
+        if (BillingRunInterval < TimeSpan.Zero)
+            throw new InvalidOperationException($"AlphaMesh:Billing:BillingRunInterval ({BillingRunInterval}) must not be negative.");
+        if (LateUsageWindow < TimeSpan.Zero || LateUsageWindow > TimeSpan.FromDays(400))
+            throw new InvalidOperationException($"AlphaMesh:Billing:LateUsageWindow ({LateUsageWindow}) must be from 0 to 400 days.");
         if (KeyRefreshInterval <= TimeSpan.Zero || KeyRefreshInterval > TimeSpan.FromSeconds(4))
             throw new InvalidOperationException($"AlphaMesh:Billing:KeyRefreshInterval ({KeyRefreshInterval}) must be more than 0 and at most 4 s, so that a revoked key stops working within 5 s.");
         if (IdempotencyRetention < TimeSpan.FromMinutes(1))

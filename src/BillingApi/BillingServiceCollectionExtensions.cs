@@ -40,17 +40,25 @@ public static class BillingServiceCollectionExtensions
         services.TryAddSingleton<IApiKeyStore>(sp => sp.GetRequiredService<PostgresApiKeyStore>());
         services.TryAddSingleton<IdempotentPost>();
         services.TryAddSingleton<TenantHttpEndpoints>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<BillingEngine>();
+        services.TryAddSingleton<CatalogHttpEndpoints>();
+        services.TryAddSingleton<InvoiceHttpEndpoints>();
         services.TryAddSingleton<WebhookStore>();
         services.TryAddSingleton<WebhookHttpEndpoints>();
         services.AddHostedService<BillingBackgroundService>();
+        services.AddHostedService<BillingRunService>();
         services.AddHostedService<WebhookDispatcher>();
         return services;
     }
 
-    /// <summary>Maps <c>/v1/tenants</c>, <c>/v1/tenants/{tenant}/api-keys</c> and <c>/v1/webhook-endpoints</c>.</summary>
+    /// <summary>Maps the tenants and keys, the catalog (customers, plans, subscriptions), the invoice endpoints and
+    /// the webhook endpoints. The host registers an <see cref="IBillingUsageSource"/>.</summary>
     public static IEndpointRouteBuilder MapAlphaMeshBilling(this IEndpointRouteBuilder endpoints)
     {
         endpoints.ServiceProvider.GetRequiredService<TenantHttpEndpoints>().Map(endpoints);
+        endpoints.ServiceProvider.GetRequiredService<CatalogHttpEndpoints>().Map(endpoints);
+        endpoints.ServiceProvider.GetRequiredService<InvoiceHttpEndpoints>().Map(endpoints);
         endpoints.ServiceProvider.GetRequiredService<WebhookHttpEndpoints>().Map(endpoints);
         return endpoints;
     }

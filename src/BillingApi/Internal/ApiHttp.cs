@@ -87,6 +87,17 @@ internal static class ApiHttp
         return Error(403, "permission_denied", reason);
     }
 
+    /// <summary>The caller when its key has <paramref name="scope"/>; otherwise writes the 401/403 and returns null.</summary>
+    public static async Task<ApiPrincipal?> AuthorizeAsync(HttpContext http, IApiKeyStore keys, ApiScopes scope)
+    {
+        if (Authorize(http, keys, scope, out var principal) is { } denied)
+        {
+            await WriteAsync(http, denied);
+            return null;
+        }
+        return principal;
+    }
+
     /// <summary>The raw body, at most <see cref="MaxBodyBytes"/>; null when it is larger.</summary>
     public static async Task<byte[]?> ReadBodyAsync(HttpContext http)
     {
@@ -119,8 +130,34 @@ internal static class ApiHttp
         return null;
     }
 
-    /// <summary>Reads <c>limit</c> (1-100, default 50) and <c>cursor</c>; unknown query parameters are an error.</summary>
-    public static ApiResult? ParsePaging(HttpContext http, out int limit, out string? cursor)
+    /// <summary>Reads and parses a JSON body; answers 413 or 400 itself and returns no request.</summary>
+    public static async Task<(byte[]? Body, T? Request)> ReadAsync<T>(HttpContext http) where T : class
+    {
+        var body = await ApiHttp.ReadBodyAsync(http);
+        if (body is null)
+        {
+            await ApiHttp.WriteAsync(http, ApiHttp.Error(413, "request_too_large", $"the body is over the limit of {ApiHttp.MaxBodyBytes} bytes"));
+            return (null, null);
+        }
+        var request = ApiHttp.Parse<T>(body, out var error);
+        if (error is { } e)
+            await ApiHttp.WriteAsync(http, e);
+        return (body, request);
+    }
+
+    /// <summary>A page of at most <paramref name="limit"/> rows out of <paramref name="rows"/>, which holds one row
+    /// more when another page follows.</summary>
+    public static PageBody<TBody> Page<TRow, TBody>(List<TRow> rows, int limit, Func<TRow, TBody> toBody, Func<TRow, string> sortKey)
+    {
+        // One row more than the page was read, to know whether another page follows.
+        bool more = rows.Count > limit;
+        var page = rows.Take(limit).Select(toBody).ToList();
+        return new PageBody<TBody>(page, more ? ApiHttp.EncodeCursor(sortKey(rows[limit - 1])) : null);
+    }
+
+    /// <summary>Reads <c>limit</c> (1-100, default 50) and <c>cursor</c>; query parameters other than those and
+    /// <paramref name="filters"/> are an error.</summary>
+    public static ApiResult? ParsePaging(HttpContext http, out int limit, out string? cursor, params string[] filters)
     {
         limit = 50;
         cursor = null;
@@ -138,9 +175,9 @@ internal static class ApiHttp
                 if (cursor is null)
                     return BadRequest("cursor is not one this API returned; pass nextCursor from the previous page unchanged.", "cursor");
             }
-            else
+            else if (!filters.Contains(name))
             {
-                return BadRequest($"unknown query parameter '{name}' (use limit and cursor).", name);
+                return BadRequest($"unknown query parameter '{name}' (use {string.Join(", ", filters.Append("limit").Append("cursor"))}).", name);
             }
         }
         return null;
@@ -166,45 +203,13 @@ internal static class ApiHttp
         }
     }
 
+    /// <summary>A calendar day as <c>yyyy-MM-dd</c>.</summary>
+    public static string Date(DateOnly day) => day.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>An exact decimal as a JSON string, without trailing zeros beyond what it holds.</summary>
+    public static string Decimal(decimal value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>RFC 3339 in UTC with a Z (PostgreSQL keeps microseconds).</summary>
     public static string Rfc3339(DateTime utc)
         => DateTime.SpecifyKind(utc, DateTimeKind.Utc).ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFF'Z'", System.Globalization.CultureInfo.InvariantCulture);
-}
-
-/// <summary>Request and page helpers shared by the billing endpoints.</summary>
-internal static class ApiRequests
-{
-    /// <summary>Reads and parses a JSON body; on a failure answers the 413 or 400 itself and returns a null request.</summary>
-    public static async Task<(byte[]? Body, T? Request)> ReadJsonAsync<T>(HttpContext http) where T : class
-    {
-        var body = await ApiHttp.ReadBodyAsync(http);
-        if (body is null)
-        {
-            await ApiHttp.WriteAsync(http, ApiHttp.Error(413, "request_too_large", $"the body is over the limit of {ApiHttp.MaxBodyBytes} bytes"));
-            return (null, null);
-        }
-        var request = ApiHttp.Parse<T>(body, out var error);
-        if (error is { } e)
-            await ApiHttp.WriteAsync(http, e);
-        return (body, request);
-    }
-
-    /// <summary>A page from rows read with one more than <paramref name="limit"/>: that extra row says another page follows.</summary>
-    public static PageBody<TBody> Page<TRow, TBody>(List<TRow> rows, int limit, Func<TRow, TBody> toBody, Func<TRow, string> sortKey)
-    {
-        bool more = rows.Count > limit;
-        var page = rows.Take(limit).Select(toBody).ToList();
-        return new PageBody<TBody>(page, more ? ApiHttp.EncodeCursor(sortKey(rows[limit - 1])) : null);
-    }
-
-    /// <summary>The Guid a cursor of a Guid-keyed list holds; answers the 400 itself when it holds something else.</summary>
-    public static async Task<(bool Ok, Guid? After)> ParseGuidCursorAsync(HttpContext http, string? cursor)
-    {
-        if (cursor is null)
-            return (true, null);
-        if (Guid.TryParse(cursor, out var id))
-            return (true, id);
-        await ApiHttp.WriteAsync(http, ApiHttp.BadRequest("cursor is not one this API returned; pass nextCursor from the previous page unchanged.", "cursor"));
-        return (false, null);
-    }
 }

@@ -28,6 +28,12 @@ internal static partial class BillingLog
     [LoggerMessage(107, LogLevel.Warning, "Could not delete expired idempotency keys")]
     public static partial void IdempotencyCleanupFailed(ILogger logger, Exception exception);
 
+    [LoggerMessage(108, LogLevel.Information, "Billing run for tenant {Tenant}: {Created} invoices created, {Finalized} finalized, {Failed} subscriptions failed")]
+    public static partial void BillingRan(ILogger logger, string tenant, int created, int finalized, int failed);
+
+    [LoggerMessage(109, LogLevel.Warning, "The background billing run failed; it runs again at the next interval")]
+    public static partial void BillingRunFailed(ILogger logger, Exception exception);
+
     [LoggerMessage(110, LogLevel.Warning, "A webhook dispatch round failed; trying again after the poll interval")]
     public static partial void WebhookRoundFailed(ILogger logger, Exception exception);
 

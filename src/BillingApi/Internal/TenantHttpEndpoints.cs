@@ -43,7 +43,7 @@ internal sealed class TenantHttpEndpoints(IApiKeyStore keys, PostgresApiKeyStore
                 $"only an admin key of the operator tenant '{options.Value.OperatorTenant}' can create tenants"));
             return;
         }
-        if (await ReadAsync<CreateTenantRequest>(http) is not ({ } body, { } request))
+        if (await ApiHttp.ReadAsync<CreateTenantRequest>(http) is not ({ } body, { } request))
             return;
         var errors = new List<(string Field, string Message)>();
         ValidateTenantId(request.Id, errors);
@@ -72,7 +72,7 @@ internal sealed class TenantHttpEndpoints(IApiKeyStore keys, PostgresApiKeyStore
             return;
         }
         var rows = await store.ListTenantsAsync(IsOperator(principal) ? null : principal.TenantId, cursor, limit + 1, http.RequestAborted);
-        await ApiHttp.WriteAsync(http, new ApiResult(200, Page(rows, limit, ToBody, t => t.Id)));
+        await ApiHttp.WriteAsync(http, new ApiResult(200, ApiHttp.Page(rows, limit, ToBody, t => t.Id)));
     }
 
     private async Task GetTenantAsync(HttpContext http, string tenant)
@@ -85,7 +85,7 @@ internal sealed class TenantHttpEndpoints(IApiKeyStore keys, PostgresApiKeyStore
     {
         if (await FindTenantAsync(http, tenant) is not ({ } row, { } caller))
             return;
-        if (await ReadAsync<CreateKeyRequest>(http) is not ({ } body, { } request))
+        if (await ApiHttp.ReadAsync<CreateKeyRequest>(http) is not ({ } body, { } request))
             return;
         var errors = new List<(string Field, string Message)>();
         ValidateName(request.Name, "name", required: false, errors);
@@ -128,7 +128,7 @@ internal sealed class TenantHttpEndpoints(IApiKeyStore keys, PostgresApiKeyStore
             after = id;
         }
         var rows = await store.ListKeysAsync(row.Id, after, limit + 1, http.RequestAborted);
-        await ApiHttp.WriteAsync(http, new ApiResult(200, Page(rows, limit, k => ToBody(k, null), k => k.Id.ToString())));
+        await ApiHttp.WriteAsync(http, new ApiResult(200, ApiHttp.Page(rows, limit, k => ToBody(k, null), k => k.Id.ToString())));
     }
 
     private async Task RevokeKeyAsync(HttpContext http, string tenant, string id)
@@ -162,20 +162,6 @@ internal sealed class TenantHttpEndpoints(IApiKeyStore keys, PostgresApiKeyStore
             return null;
         }
         return (row, principal);
-    }
-
-    private static async Task<(byte[]? Body, T? Request)> ReadAsync<T>(HttpContext http) where T : class
-    {
-        var body = await ApiHttp.ReadBodyAsync(http);
-        if (body is null)
-        {
-            await ApiHttp.WriteAsync(http, ApiHttp.Error(413, "request_too_large", $"the body is over the limit of {ApiHttp.MaxBodyBytes} bytes"));
-            return (null, null);
-        }
-        var request = ApiHttp.Parse<T>(body, out var error);
-        if (error is { } e)
-            await ApiHttp.WriteAsync(http, e);
-        return (body, request);
     }
 
     /// <summary>Tenant ids go into every stored key and the event log, so they are short and plain.</summary>
@@ -223,14 +209,6 @@ internal sealed class TenantHttpEndpoints(IApiKeyStore keys, PostgresApiKeyStore
                 errors.Add(("scopes", $"scope '{scope}' is not one of \"ingest\", \"read\", \"admin\"."));
         }
         return result;
-    }
-
-    private static PageBody<TBody> Page<TRow, TBody>(List<TRow> rows, int limit, Func<TRow, TBody> toBody, Func<TRow, string> sortKey)
-    {
-        // One row more than the page was read, to know whether another page follows.
-        bool more = rows.Count > limit;
-        var page = rows.Take(limit).Select(toBody).ToList();
-        return new PageBody<TBody>(page, more ? ApiHttp.EncodeCursor(sortKey(rows[limit - 1])) : null);
     }
 
     private static TenantBody ToBody(TenantRow tenant) => new(tenant.Id, tenant.Name, ApiHttp.Rfc3339(tenant.CreatedAt));

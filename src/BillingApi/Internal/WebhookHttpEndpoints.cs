@@ -31,7 +31,7 @@ internal sealed class WebhookHttpEndpoints(IApiKeyStore keys, WebhookStore store
     {
         if (await AuthorizeAsync(http) is not { } principal)
             return;
-        if (await ApiRequests.ReadJsonAsync<CreateRequest>(http) is not ({ } body, { } request))
+        if (await ApiHttp.ReadAsync<CreateRequest>(http) is not ({ } body, { } request))
             return;
         var errors = new List<(string Field, string Message)>();
         ValidateUrl(request.Url, errors);
@@ -62,10 +62,10 @@ internal sealed class WebhookHttpEndpoints(IApiKeyStore keys, WebhookStore store
             await ApiHttp.WriteAsync(http, invalid);
             return;
         }
-        if (await ApiRequests.ParseGuidCursorAsync(http, cursor) is not (true, var after))
+        if (await ParseGuidCursorAsync(http, cursor) is not (true, var after))
             return;
         var rows = await store.ListEndpointsAsync(principal.TenantId, after, limit + 1, http.RequestAborted);
-        await ApiHttp.WriteAsync(http, new ApiResult(200, ApiRequests.Page(rows, limit, e => ToBody(e, null), e => e.Id.ToString())));
+        await ApiHttp.WriteAsync(http, new ApiResult(200, ApiHttp.Page(rows, limit, e => ToBody(e, null), e => e.Id.ToString())));
     }
 
     private async Task GetAsync(HttpContext http, string id)
@@ -91,18 +91,23 @@ internal sealed class WebhookHttpEndpoints(IApiKeyStore keys, WebhookStore store
             await ApiHttp.WriteAsync(http, invalid);
             return;
         }
-        if (await ApiRequests.ParseGuidCursorAsync(http, cursor) is not (true, var before))
+        if (await ParseGuidCursorAsync(http, cursor) is not (true, var before))
             return;
         var rows = await store.ListDeliveriesAsync(endpoint.Id, before, limit + 1, http.RequestAborted);
-        await ApiHttp.WriteAsync(http, new ApiResult(200, ApiRequests.Page(rows, limit, ToBody, d => d.EventId.ToString())));
+        await ApiHttp.WriteAsync(http, new ApiResult(200, ApiHttp.Page(rows, limit, ToBody, d => d.EventId.ToString())));
     }
 
-    private async Task<ApiPrincipal?> AuthorizeAsync(HttpContext http)
+    private Task<ApiPrincipal?> AuthorizeAsync(HttpContext http) => ApiHttp.AuthorizeAsync(http, keys, ApiScopes.Admin);
+
+    /// <summary>The Guid a cursor of this API holds; answers the 400 itself when it holds something else.</summary>
+    private static async Task<(bool Ok, Guid? After)> ParseGuidCursorAsync(HttpContext http, string? cursor)
     {
-        if (ApiHttp.Authorize(http, keys, ApiScopes.Admin, out var principal) is not { } denied)
-            return principal;
-        await ApiHttp.WriteAsync(http, denied);
-        return null;
+        if (cursor is null)
+            return (true, null);
+        if (Guid.TryParse(cursor, out var id))
+            return (true, id);
+        await ApiHttp.WriteAsync(http, ApiHttp.BadRequest("cursor is not one this API returned; pass nextCursor from the previous page unchanged.", "cursor"));
+        return (false, null);
     }
 
     /// <summary>Authorizes and finds an endpoint of the caller's tenant; answers 401/403/404 itself and returns null.</summary>

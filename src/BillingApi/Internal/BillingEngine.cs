@@ -1,0 +1,436 @@
+using System.Text.Json;
+using AlphaMesh.Rating;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace AlphaMesh.BillingApi.Internal;
+
+/// <summary>A line ready to store: the rating library's line in the form of an <c>invoice_lines</c> row.</summary>
+internal sealed record PendingLine(string Kind, string Code, string? Meter, string PlanCode, int PlanVersion, decimal Quantity,
+    DateOnly ServiceFrom, DateOnly ServiceTo, decimal ExactAmount, decimal Amount, string Description, string TiersJson, string? AdjustsInvoice);
+
+/// <summary>What a billing run did.</summary>
+internal sealed record BillingRunResult(int Subscriptions, int Created, int Recalculated, int Finalized, IReadOnlyList<string> InvoiceIds,
+    IReadOnlyList<(string Subscription, string Message)> Failures);
+
+/// <summary>
+/// Turns subscriptions into invoices. For each subscription it works out every billing date up to the run's "as of"
+/// time (its start when the plan has in-advance fees, each period's end, each mid-period plan change, a mid-period
+/// end) and makes the invoice of each date in its own transaction. The unique key (subscription, billing date) makes
+/// a run idempotent: running it twice, or on two servers at once, finds the invoice and creates nothing. A draft
+/// (inside the tenant's grace period) is recalculated on every run, so late usage lands in it, and finalized once
+/// the grace period is over: numbered from the tenant's counter in the same transaction, so numbers have no gaps.
+/// Late usage of a period whose invoice is already final is billed on the next invoice as adjustment lines.
+/// </summary>
+internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSource usage, IOptions<BillingOptions> options, ILogger<BillingEngine> logger)
+{
+    private enum ItemKind
+    {
+        SubscriptionStart,
+        PeriodEnd,
+        PlanChange,
+        SubscriptionEnd,
+    }
+
+    /// <summary>One invoice to make: its billing date, and the period it closes (or falls in).</summary>
+    private readonly record struct Item(ItemKind Kind, DateOnly Date, BillingPeriod Period);
+
+    /// <summary>Bills every subscription of the tenant (or one) as of <paramref name="asOf"/>.</summary>
+    public async Task<BillingRunResult> RunAsync(string tenant, DateTimeOffset asOf, string? onlySubscription, CancellationToken cancellationToken)
+    {
+        var ids = new List<string>();
+        await using (var connection = await database.DataSource.OpenConnectionAsync(cancellationToken))
+        await using (var list = CatalogStore.Command(connection,
+            "SELECT id FROM subscriptions WHERE tenant_id = $1 AND ($2::text IS NULL OR id = $2) AND start_date <= $3 ORDER BY id",
+            tenant, onlySubscription, DateOnly.FromDateTime(asOf.UtcDateTime)))
+            ids = await CatalogStore.ReadAllAsync(list, r => r.GetString(0), cancellationToken);
+
+        int created = 0, recalculated = 0;
+        var invoiceIds = new List<string>();
+        var failures = new List<(string, string)>();
+        var gate = new object();
+        await Parallel.ForEachAsync(ids, new ParallelOptions { MaxDegreeOfParallelism = options.Value.BillingRunParallelism, CancellationToken = cancellationToken },
+            async (id, ct) =>
+            {
+                try
+                {
+                    var outcome = await BillSubscriptionAsync(tenant, id, asOf, ct);
+                    lock (gate)
+                    {
+                        created += outcome.Created;
+                        recalculated += outcome.Recalculated;
+                        invoiceIds.AddRange(outcome.Touched);
+                    }
+                }
+                catch (Exception e) when (e is BillingUsageException or PlanValidationException or ArgumentException)
+                {
+                    logger.LogWarning("Billing subscription {Subscription} of tenant {Tenant} failed: {Message}", id, tenant, e.Message);
+                    lock (gate)
+                        failures.Add((id, e.Message));
+                }
+            });
+        int finalized = await FinalizeDueAsync(tenant, asOf, cancellationToken);
+        invoiceIds.Sort(StringComparer.Ordinal);
+        return new BillingRunResult(ids.Count, created, recalculated, finalized, invoiceIds, failures);
+    }
+
+    private sealed record SubscriptionOutcome(int Created, int Recalculated, List<string> Touched);
+
+    private async Task<SubscriptionOutcome> BillSubscriptionAsync(string tenant, string id, DateTimeOffset asOf, CancellationToken cancellationToken)
+    {
+        var outcome = new SubscriptionOutcome(0, 0, []);
+        int created = 0, recalculated = 0;
+        await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
+        var subscription = await CatalogStore.GetSubscriptionAsync(connection, tenant, id, forUpdate: false, cancellationToken);
+        if (subscription is null)
+            return outcome;
+        var settings = await CatalogStore.GetSettingsAsync(connection, tenant, cancellationToken);
+        var plans = new Dictionary<PhaseRow, PlanVersion>();
+        foreach (var phase in subscription.Phases)
+            plans[phase] = await BillingPlans.PhasePlanAsync(connection, tenant, phase, cancellationToken);
+
+        // One transaction for all of the subscription's due invoices: one commit instead of one per invoice, and a
+        // subscription is billed whole or not at all. Invoices are locked in date order, so concurrent runs cannot deadlock.
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        foreach (var item in Schedule(subscription, plans, DateOnly.FromDateTime(asOf.UtcDateTime)))
+        {
+            var existing = await LockInvoiceAsync(connection, tenant, id, item.Date, cancellationToken);
+            if (existing is { Status: not "draft" })
+                continue;
+            string invoiceId = existing?.Id ?? "inv_" + Guid.CreateVersion7().ToString("N");
+            if (existing is null)
+            {
+                // Claims the billing date; a concurrent run blocks here until this transaction ends, then finds the row.
+                await using var claim = CatalogStore.Command(connection, """
+                    INSERT INTO invoices (tenant_id, id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, status, total, finalize_after)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'draft', 0, $10) ON CONFLICT (tenant_id, subscription_id, billing_date) DO NOTHING
+                    """, tenant, invoiceId, id, subscription.CustomerId, item.Date, Reason(item.Kind), item.Period.Start, item.Period.End,
+                    plans[subscription.Phases[0]].CurrencyCode, Midnight(item.Date).AddDays(settings.GracePeriodDays));
+                if (await claim.ExecuteNonQueryAsync(cancellationToken) == 0)
+                    continue;
+                created++;
+            }
+            else
+            {
+                await using var clear = CatalogStore.Command(connection, "DELETE FROM invoice_lines WHERE tenant_id = $1 AND invoice_id = $2", tenant, invoiceId);
+                await clear.ExecuteNonQueryAsync(cancellationToken);
+                recalculated++;
+            }
+
+            var lines = await LinesAsync(connection, tenant, subscription, plans, item, invoiceId, settings.Rounding, cancellationToken);
+            await InsertLinesAsync(connection, tenant, invoiceId, lines, cancellationToken);
+            decimal total = lines.Sum(l => l.Amount);
+            await using (var update = CatalogStore.Command(connection, "UPDATE invoices SET total = $3 WHERE tenant_id = $1 AND id = $2", tenant, invoiceId, total))
+                await update.ExecuteNonQueryAsync(cancellationToken);
+            if (existing is null)
+                await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventNames.InvoiceCreated, invoiceId, cancellationToken);
+            outcome.Touched.Add(invoiceId);
+        }
+        await transaction.CommitAsync(cancellationToken);
+        return outcome with { Created = created, Recalculated = recalculated };
+    }
+
+    private static string Reason(ItemKind kind) => kind switch
+    {
+        ItemKind.SubscriptionStart => "subscription_start",
+        ItemKind.PlanChange => "plan_change",
+        ItemKind.SubscriptionEnd => "subscription_end",
+        _ => "period_end",
+    };
+
+    private sealed record LockedInvoice(string Id, string Status);
+
+    private static async Task<LockedInvoice?> LockInvoiceAsync(NpgsqlConnection connection, string tenant, string subscription, DateOnly date,
+        CancellationToken cancellationToken)
+    {
+        await using var command = CatalogStore.Command(connection,
+            "SELECT id, status FROM invoices WHERE tenant_id = $1 AND subscription_id = $2 AND billing_date = $3 FOR UPDATE", tenant, subscription, date);
+        var rows = await CatalogStore.ReadAllAsync(command, r => new LockedInvoice(r.GetString(0), r.GetString(1)), cancellationToken);
+        return rows.Count == 1 ? rows[0] : null;
+    }
+
+    private const int FinalizeChunk = 5000;
+
+    /// <summary>
+    /// Makes every draft of the tenant whose grace period is over by <paramref name="asOf"/> final, in chunks: each
+    /// chunk takes consecutive numbers from the tenant's counter in one transaction, in billing-date order. Numbering
+    /// in bulk keeps the counter's row lock to one short transaction per chunk rather than one per invoice. Drafts that
+    /// another run is recalculating right now are skipped (that run finalizes them).
+    /// </summary>
+    public async Task<int> FinalizeDueAsync(string tenant, DateTimeOffset asOf, CancellationToken cancellationToken)
+    {
+        int total = 0;
+        while (true)
+        {
+            await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            await using (var counter = CatalogStore.Command(connection,
+                "INSERT INTO invoice_number_counters (tenant_id, last_number) VALUES ($1, 0) ON CONFLICT (tenant_id) DO UPDATE SET last_number = invoice_number_counters.last_number", tenant))
+                await counter.ExecuteNonQueryAsync(cancellationToken);
+            await using var number = CatalogStore.Command(connection, """
+                WITH due AS (
+                    SELECT id, billing_date FROM invoices WHERE tenant_id = $1 AND status = 'draft' AND finalize_after <= $2
+                    ORDER BY billing_date, id LIMIT $3 FOR UPDATE SKIP LOCKED),
+                base AS (SELECT last_number FROM invoice_number_counters WHERE tenant_id = $1),
+                numbered AS (
+                    UPDATE invoices i SET status = 'finalized', finalized_at = $2,
+                           number = (SELECT last_number FROM base) + n.rank
+                    FROM (SELECT id, row_number() OVER (ORDER BY billing_date, id) AS rank FROM due) n
+                    WHERE i.tenant_id = $1 AND i.id = n.id RETURNING i.id)
+                SELECT id FROM numbered
+                """, tenant, asOf.UtcDateTime, FinalizeChunk);
+            var ids = await CatalogStore.ReadAllAsync(number, r => r.GetString(0), cancellationToken);
+            if (ids.Count == 0)
+                return total;
+            await using (var advance = CatalogStore.Command(connection,
+                "UPDATE invoice_number_counters SET last_number = last_number + $2 WHERE tenant_id = $1", tenant, ids.Count))
+                await advance.ExecuteNonQueryAsync(cancellationToken);
+            foreach (var id in ids)
+                await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventNames.InvoiceFinalized, id, cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+            total += ids.Count;
+        }
+    }
+
+    /// <summary>Numbers one draft from the tenant's counter and makes it final, in the caller's transaction.</summary>
+    public static async Task FinalizeAsync(NpgsqlConnection connection, string tenant, string invoiceId, DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        long number;
+        await using (var next = CatalogStore.Command(connection, """
+            INSERT INTO invoice_number_counters (tenant_id, last_number) VALUES ($1, 1)
+            ON CONFLICT (tenant_id) DO UPDATE SET last_number = invoice_number_counters.last_number + 1 RETURNING last_number
+            """, tenant))
+            number = (long)(await next.ExecuteScalarAsync(cancellationToken))!;
+        await using (var update = CatalogStore.Command(connection,
+            "UPDATE invoices SET status = 'finalized', number = $3, finalized_at = $4 WHERE tenant_id = $1 AND id = $2 AND status = 'draft'",
+            tenant, invoiceId, number, at.UtcDateTime))
+        {
+            if (await update.ExecuteNonQueryAsync(cancellationToken) != 1)
+                throw new InvalidOperationException($"invoice {invoiceId} is not a draft");
+        }
+        await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventNames.InvoiceFinalized, invoiceId, cancellationToken);
+    }
+
+    /// <summary>Every billing date of the subscription that is due by <paramref name="asOfDay"/> (a date is due from its
+    /// first moment, 00:00 UTC), in date order.</summary>
+    private static List<Item> Schedule(SubscriptionRow subscription, Dictionary<PhaseRow, PlanVersion> plans, DateOnly asOfDay)
+    {
+        var items = new List<Item>();
+        var interval = plans[subscription.Phases[0]].Interval;
+        var anchor = subscription.BillingAnchor;
+        var start = subscription.StartDate;
+        var first = interval.PeriodContaining(start, anchor);
+        if (plans[subscription.Phases[0]].FixedFees.Any(f => f.Timing == FeeTiming.InAdvance))
+            items.Add(new Item(ItemKind.SubscriptionStart, start, first));
+        foreach (var phase in subscription.Phases.Skip(1))
+        {
+            var period = interval.PeriodContaining(phase.StartsOn, anchor);
+            if (phase.StartsOn != period.Start && phase.StartsOn <= asOfDay)
+                items.Add(new Item(ItemKind.PlanChange, phase.StartsOn, period));
+        }
+        for (var period = first; ; period = interval.PeriodContaining(period.End, anchor))
+        {
+            if (subscription.EndDate is { } end && end <= period.End)
+            {
+                if (end <= asOfDay)
+                    items.Add(new Item(end == period.End ? ItemKind.PeriodEnd : ItemKind.SubscriptionEnd, end, period));
+                break;
+            }
+            if (period.End > asOfDay)
+                break;
+            items.Add(new Item(ItemKind.PeriodEnd, period.End, period));
+        }
+        items.Sort((a, b) => a.Date.CompareTo(b.Date));
+        return items;
+    }
+
+    private async Task<List<PendingLine>> LinesAsync(NpgsqlConnection connection, string tenant, SubscriptionRow subscription,
+        Dictionary<PhaseRow, PlanVersion> plans, Item item, string invoiceId, RoundingMode rounding, CancellationToken cancellationToken)
+    {
+        var lines = new List<PendingLine>();
+        var end = subscription.EndDate;
+        var interval = plans[subscription.Phases[0]].Interval;
+        switch (item.Kind)
+        {
+            case ItemKind.SubscriptionStart:
+                {
+                    var phase = subscription.Phases[0];
+                    var to = Min(item.Period.End, end, phase.EndsOn);
+                    Add(lines, plans[phase], Rater.RatePeriod(plans[phase], item.Period, subscription.StartDate, to, NoUsage, rounding, LineSelection.InAdvanceFees));
+                    break;
+                }
+            case ItemKind.PlanChange:
+                {
+                    var to = subscription.Phases.First(p => p.StartsOn == item.Date);
+                    var from = subscription.Phases.Last(p => p.StartsOn < item.Date);
+                    Add(lines, plans[to], Rater.RatePlanChange(plans[from], plans[to], item.Period, item.Date, rounding));
+                    break;
+                }
+            default:
+                {
+                    // The period's usage and in-arrears fees, under the plan of each day.
+                    var closeFrom = Max(item.Period.Start, subscription.StartDate);
+                    var closeTo = item.Date;
+                    foreach (var phase in subscription.Phases)
+                    {
+                        var from = Max(closeFrom, phase.StartsOn);
+                        var to = Min(closeTo, phase.EndsOn, null);
+                        if (from >= to)
+                            continue;
+                        var plan = plans[phase];
+                        var quantities = await QuantitiesAsync(tenant, subscription.CustomerId, plan, from, to, cancellationToken);
+                        Add(lines, plan, Rater.RatePeriod(plan, item.Period, from, to, quantities, rounding, LineSelection.InArrearsFees | LineSelection.Usage));
+                    }
+                    if (item.Kind == ItemKind.SubscriptionEnd)
+                    {
+                        // Service ends inside the period: the in-advance fees paid for the days after the end come back.
+                        var phase = subscription.Phases.Last(p => p.StartsOn < item.Date);
+                        var unused = Rater.RatePeriod(plans[phase], item.Period, item.Date, item.Period.End, NoUsage, rounding, LineSelection.InAdvanceFees);
+                        foreach (var line in unused.Lines)
+                            lines.Add(ToPending(line, plans[phase], "cancellation_credit", -1m));
+                    }
+                    else if (end is null || end > item.Date)
+                    {
+                        // The next period's in-advance fees, under the plan that serves its first day.
+                        var next = interval.PeriodContaining(item.Date, subscription.BillingAnchor);
+                        var phase = subscription.Phases.Last(p => p.StartsOn <= item.Date);
+                        var to = Min(next.End, end, phase.EndsOn);
+                        Add(lines, plans[phase], Rater.RatePeriod(plans[phase], next, item.Date, to, NoUsage, rounding, LineSelection.InAdvanceFees));
+                    }
+                    if (item.Kind == ItemKind.PeriodEnd || item.Kind == ItemKind.SubscriptionEnd)
+                        lines.AddRange(await LateUsageAdjustmentsAsync(connection, tenant, subscription, item, invoiceId, rounding, cancellationToken));
+                    break;
+                }
+        }
+        return lines;
+    }
+
+    /// <summary>
+    /// For each earlier, final invoice of the subscription whose usage could still change (its range ended within the
+    /// backdating limit plus one period of this billing date): the usage now against the usage billed so far (the
+    /// invoice's usage lines plus the adjustments made since), rated under the plan of that range; every line whose
+    /// amount or quantity moved becomes an adjustment line.
+    /// </summary>
+    private async Task<List<PendingLine>> LateUsageAdjustmentsAsync(NpgsqlConnection connection, string tenant, SubscriptionRow subscription, Item item,
+        string invoiceId, RoundingMode rounding, CancellationToken cancellationToken)
+    {
+        var since = item.Date.AddDays(-(item.Period.Days + (int)Math.Ceiling(options.Value.LateUsageWindow.TotalDays)));
+        await using var command = CatalogStore.Command(connection, """
+            SELECT i.id, i.period_start, i.period_end, l.plan_code, l.plan_version, l.service_from, l.service_to, l.meter, l.quantity,
+                   coalesce((SELECT sum(a.quantity) FROM invoice_lines a JOIN invoices ai ON ai.tenant_id = a.tenant_id AND ai.id = a.invoice_id
+                             WHERE a.tenant_id = l.tenant_id AND a.adjusts_invoice = l.invoice_id AND a.meter = l.meter
+                               AND a.service_from = l.service_from AND a.service_to = l.service_to AND ai.status <> 'void' AND ai.id <> $4), 0)
+            FROM invoices i JOIN invoice_lines l ON l.tenant_id = i.tenant_id AND l.invoice_id = i.id
+            WHERE i.tenant_id = $1 AND i.subscription_id = $2 AND i.status IN ('finalized', 'paid') AND i.billing_date < $3
+              AND l.kind = 'usage' AND l.service_to > $5
+            ORDER BY i.billing_date, l.service_from, l.line_number
+            """, tenant, subscription.Id, item.Date, invoiceId, since);
+        var billed = await CatalogStore.ReadAllAsync(command, r => (Invoice: r.GetString(0), Period: new BillingPeriod(r.GetFieldValue<DateOnly>(1), r.GetFieldValue<DateOnly>(2)),
+            Phase: new PhaseRow(0, r.GetString(3), r.GetInt32(4), r.GetFieldValue<DateOnly>(5), r.GetFieldValue<DateOnly>(6)),
+            Meter: r.GetString(7), Quantity: r.GetDecimal(8) + r.GetDecimal(9)), cancellationToken);
+
+        var lines = new List<PendingLine>();
+        foreach (var range in billed.GroupBy(b => (b.Invoice, b.Period, b.Phase)))
+        {
+            var (adjusted, period, phase) = range.Key;
+            var plan = await BillingPlans.PhasePlanAsync(connection, tenant, phase, cancellationToken);
+            var before = range.ToDictionary(b => b.Meter, b => new ChargeUsage(b.Quantity));
+            var now = await QuantitiesAsync(tenant, subscription.CustomerId, plan, phase.StartsOn, phase.EndsOn!.Value, cancellationToken);
+            if (before.All(b => now.TryGetValue(b.Key, out var q) && q.Quantity == b.Value.Quantity))
+                continue;
+            var old = Rater.RatePeriod(plan, period, phase.StartsOn, phase.EndsOn.Value, before, rounding, LineSelection.Usage);
+            var current = Rater.RatePeriod(plan, period, phase.StartsOn, phase.EndsOn.Value, now, rounding, LineSelection.Usage);
+            foreach (var line in current.Lines)
+            {
+                var was = old.Lines.FirstOrDefault(l => l.Code == line.Code && l.Kind == line.Kind);
+                decimal quantity = line.Quantity - (was?.Quantity ?? 0m);
+                decimal amount = line.Amount - (was?.Amount ?? 0m);
+                if (quantity == 0m && amount == 0m)
+                    continue;
+                lines.Add(new PendingLine("late_usage_adjustment", line.Code, line.MeterCode, plan.PlanCode, plan.Version, quantity,
+                    line.ServiceFrom, line.ServiceTo, line.ExactAmount - (was?.ExactAmount ?? 0m), amount,
+                    $"late usage for [{line.ServiceFrom:yyyy-MM-dd}, {line.ServiceTo:yyyy-MM-dd}) billed on {adjusted}: quantity {was?.Quantity ?? 0m} -> {line.Quantity}, amount {was?.Amount ?? 0m} -> {line.Amount}",
+                    "[]", adjusted));
+            }
+        }
+        return lines;
+    }
+
+    private static readonly Dictionary<string, ChargeUsage> NoUsage = [];
+
+    /// <summary>The quantity of each of the plan's metered charges for the customer over the UTC days <c>[from, to)</c>.</summary>
+    private async Task<Dictionary<string, ChargeUsage>> QuantitiesAsync(string tenant, string customer, PlanVersion plan, DateOnly from, DateOnly to,
+        CancellationToken cancellationToken)
+    {
+        var quantities = new Dictionary<string, ChargeUsage>(plan.Charges.Length);
+        foreach (var charge in plan.Charges)
+        {
+            decimal quantity = await usage.GetQuantityAsync(tenant, charge.Meter.Code, customer, Midnight(from), Midnight(to), cancellationToken);
+            quantities[charge.Meter.Code] = new ChargeUsage(quantity);
+        }
+        return quantities;
+    }
+
+    private static void Add(List<PendingLine> lines, PlanVersion plan, Invoice rated)
+    {
+        foreach (var line in rated.Lines)
+            lines.Add(ToPending(line, plan, null, 1m));
+    }
+
+    private static PendingLine ToPending(InvoiceLine line, PlanVersion plan, string? kind, decimal sign) => new(
+        kind ?? line.Kind switch
+        {
+            LineKind.FixedFee => "fixed_fee",
+            LineKind.Usage => "usage",
+            LineKind.MinimumCommitmentTrueUp => "minimum_commitment_true_up",
+            _ => "plan_change_credit",
+        },
+        line.Code, line.MeterCode, plan.PlanCode, plan.Version, line.Quantity, line.ServiceFrom, line.ServiceTo, sign * line.ExactAmount,
+        sign * line.Amount, (sign < 0 ? "credit of " : "") + line.Explain(), JsonSerializer.Serialize(line.GetTiers().Select(t => new
+        {
+            tier = t.Tier,
+            from = ApiHttp.Decimal(t.From),
+            upTo = t.UpTo is { } u ? ApiHttp.Decimal(u) : null,
+            units = ApiHttp.Decimal(t.Units),
+            unitPrice = ApiHttp.Decimal(t.UnitPrice),
+            flatFee = ApiHttp.Decimal(t.FlatFee),
+            amount = ApiHttp.Decimal(t.Amount),
+        })), null);
+
+    private static async Task InsertLinesAsync(NpgsqlConnection connection, string tenant, string invoiceId, List<PendingLine> lines, CancellationToken cancellationToken)
+    {
+        if (lines.Count == 0)
+            return;
+        var batch = new NpgsqlBatch(connection);
+        for (int i = 0; i < lines.Count; i++)
+        {
+            var l = lines[i];
+            var command = new NpgsqlBatchCommand("""
+                INSERT INTO invoice_lines (tenant_id, invoice_id, line_number, kind, code, meter, plan_code, plan_version, quantity, service_from, service_to,
+                                           exact_amount, amount, description, tiers, adjusts_invoice)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16)
+                """);
+            foreach (var value in new object?[] { tenant, invoiceId, i + 1, l.Kind, l.Code, l.Meter, l.PlanCode, l.PlanVersion, l.Quantity, l.ServiceFrom,
+                l.ServiceTo, l.ExactAmount, l.Amount, l.Description, l.TiersJson, l.AdjustsInvoice })
+                command.Parameters.Add(new NpgsqlParameter { Value = value ?? DBNull.Value });
+            batch.BatchCommands.Add(command);
+        }
+        await using (batch)
+            await batch.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    internal static DateTimeOffset Midnight(DateOnly day) => new(day.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+
+    private static DateOnly Max(DateOnly a, DateOnly b) => a > b ? a : b;
+
+    private static DateOnly Min(DateOnly a, DateOnly? b, DateOnly? c)
+    {
+        var min = a;
+        if (b is { } x && x < min)
+            min = x;
+        if (c is { } y && y < min)
+            min = y;
+        return min;
+    }
+}

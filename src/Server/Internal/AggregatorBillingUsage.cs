@@ -1,0 +1,70 @@
+using AlphaMesh.Aggregator;
+using AlphaMesh.BillingApi;
+using AlphaMesh.Rating;
+
+namespace AlphaMesh.Server.Internal;
+
+/// <summary>
+/// Billing's view of the aggregator. A period that is one calendar month is one MONTH roll-up, which is exact for
+/// every aggregation (UNIQUE_COUNT and AVG included). Any other range of whole days is put together from DAY windows,
+/// which is exact only where the value over a range follows from the values of its parts: sums (COUNT, SUM,
+/// TIME_WEIGHTED_SUM), MIN, MAX and LATEST. AVG and UNIQUE_COUNT over such a range are refused with the reason, never
+/// approximated.
+/// </summary>
+internal sealed class AggregatorBillingUsage(IMeterCatalog meters, IAggregator aggregator) : IBillingUsageSource
+{
+    public MeterAggregation? FindMeter(string tenant, string meterKey) => meters.Find(tenant, meterKey)?.Aggregation switch
+    {
+        null => null,
+        Aggregation.Count => MeterAggregation.Count,
+        Aggregation.Sum => MeterAggregation.Sum,
+        Aggregation.Min => MeterAggregation.Min,
+        Aggregation.Max => MeterAggregation.Max,
+        Aggregation.Avg => MeterAggregation.Avg,
+        Aggregation.Latest => MeterAggregation.Latest,
+        Aggregation.UniqueCount => MeterAggregation.UniqueCount,
+        Aggregation.TimeWeightedSum => MeterAggregation.TimeWeightedSum,
+        var other => throw new InvalidOperationException($"aggregation {other} has no rating counterpart"),
+    };
+
+    public async Task<decimal> GetQuantityAsync(string tenant, string meterKey, string customer, DateTimeOffset from, DateTimeOffset to,
+        CancellationToken cancellationToken)
+    {
+        var meter = meters.Find(tenant, meterKey) ?? throw new BillingUsageException($"tenant '{tenant}' has no meter '{meterKey}'");
+        if (to <= from)
+            return 0m;
+        bool oneMonth = from.Offset == TimeSpan.Zero && from.Day == 1 && from.TimeOfDay == TimeSpan.Zero && to == from.AddMonths(1);
+        if (!oneMonth && meter.Aggregation is Aggregation.Avg or Aggregation.UniqueCount)
+            throw new BillingUsageException($"meter '{meterKey}' ({meter.Aggregation}) can be billed exactly only over whole calendar months; " +
+                $"[{from:yyyy-MM-dd}, {to:yyyy-MM-dd}) is not one (use a calendar-aligned plan, or a meter that adds up)");
+        var query = new UsageQuery
+        {
+            Tenant = tenant,
+            MeterKey = meterKey,
+            Customer = customer,
+            From = from,
+            To = to,
+            WindowSize = oneMonth ? WindowSize.Month : WindowSize.Day,
+        };
+        UsageResult result;
+        try
+        {
+            result = await aggregator.Usage.QueryAsync(query, cancellationToken);
+        }
+        catch (UsageQueryException e)
+        {
+            throw new BillingUsageException($"usage of meter '{meterKey}' for [{from:O}, {to:O}): {e.Message}");
+        }
+        var rows = result.Rows;
+        if (rows.Count == 0)
+            return 0m;
+        return meter.Aggregation switch
+        {
+            Aggregation.Min => rows.Min(r => r.Value),
+            Aggregation.Max => rows.Max(r => r.Value),
+            // Rows come ordered by window start: the latest window holds the latest reading.
+            Aggregation.Latest => rows[^1].Value,
+            _ => rows.Sum(r => r.Value),
+        };
+    }
+}

@@ -1,0 +1,460 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json.Nodes;
+using AlphaMesh.Server.Tests.Support;
+using AlphaMesh.Tests.Shared;
+using AlphaMesh.Usage.V1;
+
+namespace AlphaMesh.Server.Tests;
+
+/// <summary>
+/// One database and one real server for the class: the billing API over real PostgreSQL, usage streamed through the
+/// real ingest and aggregated by the real aggregator. Usage goes into the previous calendar month, which is wholly in
+/// the past whatever the date the tests run on; the backdating limit is raised to 90 days to allow it, and the
+/// background billing run is off so that each test bills with an explicit "as of" time.
+/// </summary>
+public sealed class BillingFixture : IAsyncLifetime
+{
+    public TestDatabase Database { get; } = new();
+    internal InProcessServer Server { get; private set; } = null!;
+    internal UsageApi Api { get; private set; } = null!;
+
+    /// <summary>The previous calendar month, UTC: [Start, End).</summary>
+    public DateOnly MonthStart { get; } = new DateOnly(DateTime.UtcNow.Year, DateTime.UtcNow.Month, 1).AddMonths(-1);
+    public DateOnly MonthEnd => MonthStart.AddMonths(1);
+    public int MonthDays => MonthEnd.DayNumber - MonthStart.DayNumber;
+
+    public async Task InitializeAsync()
+    {
+        await Database.InitializeAsync();
+        Server = await InProcessServer.StartAsync(s =>
+        {
+            s.BillingConnectionString = Database.ConnectionString;
+            s.Extra["AlphaMesh:Ingest:BackdatingLimit"] = "90.00:00:00";
+            s.Extra["AlphaMesh:Aggregator:DedupeRetention"] = "90.00:00:00";
+            s.Extra["AlphaMesh:Billing:LateUsageWindow"] = "90.00:00:00";
+            s.Extra["AlphaMesh:Billing:BillingRunInterval"] = "00:00:00";
+        });
+        Api = new UsageApi(Server);
+        await Api.CreateMeterAsync(new { key = "api_calls", eventType = "api_call", aggregation = "COUNT" });
+    }
+
+    public async Task DisposeAsync()
+    {
+        Api.Dispose();
+        await Server.DisposeAsync();
+        await Database.DisposeAsync();
+    }
+}
+
+public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture<BillingFixture>, IDisposable
+{
+    private const string AdminKey = ServerSettings.IngestKey;
+    private readonly HttpClient _http = new() { BaseAddress = fixture.Server.Settings.RestAddress, Timeout = TimeSpan.FromSeconds(120) };
+    private readonly string _run = Guid.NewGuid().ToString("N")[..8];
+
+    public void Dispose() => _http.Dispose();
+
+    private static readonly decimal ProFee = 49.00m;
+
+    /// <summary>"Free: 1,000 calls included", then 0.002 a call.</summary>
+    private object FreePlan(string code) => new
+    {
+        code,
+        name = "Free",
+        version = new
+        {
+            currency = "USD",
+            interval = "monthly",
+            charges = new[] { new { code = "calls", meter = "api_calls", freeUnits = "1000", model = new { type = "standard", unitPrice = "0.002" } } },
+        },
+    };
+
+    /// <summary>"Pro: 100,000 calls included, then graduated per-call prices", 49.00 a month in advance.</summary>
+    private object ProPlan(string code) => new
+    {
+        code,
+        name = "Pro",
+        version = new
+        {
+            currency = "USD",
+            interval = "monthly",
+            fixedFees = new[] { new { code = "platform", amount = "49.00", timing = "in_advance" } },
+            charges = new[]
+            {
+                new
+                {
+                    code = "calls", meter = "api_calls", freeUnits = "100000",
+                    model = new { type = "graduated", tiers = new object[] { new { upTo = "200000", unitPrice = "0.0005" }, new { upTo = "1000000", unitPrice = "0.0004" }, new { unitPrice = "0.0003" } } },
+                },
+            },
+        },
+    };
+
+    /// <summary>Pro's usage price by hand: tiers over the calls beyond the 100,000 included.</summary>
+    private static decimal ProUsage(long calls)
+    {
+        decimal billable = Math.Max(calls - 100_000, 0);
+        decimal first = Math.Min(billable, 200_000);
+        decimal second = Math.Clamp(billable - 200_000, 0, 800_000);
+        decimal third = Math.Max(billable - 1_000_000, 0);
+        return Math.Round(first * 0.0005m + second * 0.0004m + third * 0.0003m, 2, MidpointRounding.ToEven);
+    }
+
+    private static decimal Prorated(decimal fee, int days, int periodDays) => Math.Round(fee * days / periodDays, 2, MidpointRounding.ToEven);
+
+    [Fact]
+    public async Task BillingRun_LogiTrackMonth_InvoicesMatchAmountsWorkedOutByHand()
+    {
+        await PostOkAsync("/v1/plans", FreePlan($"free-{_run}"));
+        await PostOkAsync("/v1/plans", ProPlan($"pro-{_run}"));
+        var random = new Random(7);
+        // Hand-picked counts at the boundaries, and random ones; each customer's expected invoices are worked out below.
+        var customers = new List<(string Id, string Plan, long Calls, int StartDay)>
+        {
+            ($"free-light-{_run}", "free", 400, 0),
+            ($"free-over-{_run}", "free", 1_500, 0),
+            ($"pro-at-included-{_run}", "pro", 100_000, 0),
+            ($"pro-over-{_run}", "pro", 130_001, 0),
+            ($"pro-mid-month-{_run}", "pro", 10, fixture.MonthDays / 2),
+        };
+        for (int i = 0; i < 3; i++)
+            customers.Add(($"random-{i}-{_run}", random.Next(2) == 0 ? "free" : "pro", random.Next(0, 120_000), random.Next(0, fixture.MonthDays)));
+
+        var events = new List<UsageEvent>();
+        foreach (var (id, plan, calls, startDay) in customers)
+        {
+            await PostOkAsync("/v1/customers", new { id, name = "LogiTrack " + id, email = "billing@logitrack.example", currency = "USD" });
+            await PostOkAsync("/v1/subscriptions", new { customer = id, plan = $"{plan}-{_run}", startDate = Day(fixture.MonthStart.AddDays(startDay)) });
+            var from = Midnight(fixture.MonthStart.AddDays(startDay));
+            long span = (long)(Midnight(fixture.MonthEnd) - from).TotalSeconds;
+            for (long n = 0; n < calls; n++)
+                events.Add(Requests.Event($"{id}-{n}", customer: id, type: "api_call", time: from.AddSeconds(random.NextInt64(span))));
+        }
+        await fixture.Api.IngestAsync(events, batchSize: 2000);
+
+        var run = await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthEnd) + "T00:00:00Z" });
+        Assert.Empty(run["failures"]!.AsArray());
+
+        foreach (var (id, plan, calls, startDay) in customers)
+        {
+            var invoices = await InvoicesAsync(id);
+            var periodEnd = invoices.Single(i => i["reason"]!.GetValue<string>() == "period_end");
+            var usageLine = periodEnd["lines"]!.AsArray().Single(l => l!["kind"]!.GetValue<string>() == "usage")!;
+            Assert.Equal(calls, decimal.Parse(usageLine["quantity"]!.GetValue<string>(), CultureInfo.InvariantCulture));
+            Assert.Equal("finalized", periodEnd["status"]!.GetValue<string>());
+            if (plan == "free")
+            {
+                Assert.Single(invoices);
+                Assert.Equal(Math.Round(Math.Max(calls - 1000, 0) * 0.002m, 2), Total(periodEnd));
+            }
+            else
+            {
+                var start = invoices.Single(i => i["reason"]!.GetValue<string>() == "subscription_start");
+                Assert.Equal(Prorated(ProFee, fixture.MonthDays - startDay, fixture.MonthDays), Total(start));
+                // The ended month's usage plus the next month's fee in advance.
+                Assert.Equal(ProUsage(calls) + ProFee, Total(periodEnd));
+                var tiers = usageLine["tiers"]!.AsArray();
+                Assert.Equal(Math.Max(calls - 100_000, 0), tiers.Sum(t => decimal.Parse(t!["units"]!.GetValue<string>(), CultureInfo.InvariantCulture)));
+            }
+            foreach (var invoice in invoices)
+                Assert.Equal(Total(invoice), invoice["lines"]!.AsArray().Sum(l => Amount(l!)));
+        }
+
+        // Final invoices are numbered 1..n per tenant, without gaps (across every test of the tenant so far).
+        var numbers = (await ListAsync("/v1/invoices?limit=100")).Where(i => i["number"] is not null)
+            .Select(i => int.Parse(i["number"]!.GetValue<string>()[4..], CultureInfo.InvariantCulture)).Order().ToList();
+        Assert.Equal(Enumerable.Range(1, numbers.Count), numbers);
+    }
+
+    [Fact]
+    public async Task ChangePlan_UpgradeMidMonth_ProratesTheFeeAndBillsEachDayUnderItsPlan()
+    {
+        await PostOkAsync("/v1/plans", FreePlan($"free-{_run}"));
+        await PostOkAsync("/v1/plans", ProPlan($"pro-{_run}"));
+        string customer = $"upgrader-{_run}";
+        await PostOkAsync("/v1/customers", new { id = customer, name = "Upgrader", currency = "USD" });
+        var subscription = await PostOkAsync("/v1/subscriptions", new { customer, plan = $"free-{_run}", startDate = Day(fixture.MonthStart) });
+        string id = subscription["id"]!.GetValue<string>();
+        int changeDay = 10;
+        var change = fixture.MonthStart.AddDays(changeDay);
+        await PostOkAsync($"/v1/subscriptions/{id}/change-plan", new { plan = $"pro-{_run}", effectiveDate = Day(change) });
+
+        var events = new List<UsageEvent>();
+        for (int i = 0; i < 1_800; i++)
+            events.Add(Requests.Event($"{customer}-before-{i}", customer: customer, type: "api_call", time: Midnight(fixture.MonthStart).AddMinutes(i)));
+        for (int i = 0; i < 50; i++)
+            events.Add(Requests.Event($"{customer}-after-{i}", customer: customer, type: "api_call", time: Midnight(change).AddMinutes(i)));
+        await fixture.Api.IngestAsync(events, batchSize: 1000);
+
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthEnd) + "T00:00:00Z" });
+        var invoices = await InvoicesAsync(customer);
+        var upgrade = invoices.Single(i => i["reason"]!.GetValue<string>() == "plan_change");
+        Assert.Equal(Prorated(ProFee, fixture.MonthDays - changeDay, fixture.MonthDays), Total(upgrade));
+        var periodEnd = invoices.Single(i => i["reason"]!.GetValue<string>() == "period_end");
+        var usage = periodEnd["lines"]!.AsArray().Where(l => l!["kind"]!.GetValue<string>() == "usage").ToList();
+        Assert.Equal(2, usage.Count);
+        // Free for the first ten days: 800 calls over the 1,000 included at 0.002; Pro after: 50 calls, all included.
+        Assert.Equal(1.60m, Amount(usage.Single(l => l!["plan"]!.GetValue<string>() == $"free-{_run}")!));
+        Assert.Equal(0m, Amount(usage.Single(l => l!["plan"]!.GetValue<string>() == $"pro-{_run}")!));
+        Assert.Equal(1.60m + ProFee, Total(periodEnd));
+    }
+
+    [Fact]
+    public async Task BillingRun_RunTwiceAndFourAtOnce_MakesOneInvoicePerBillingDate()
+    {
+        await PostOkAsync("/v1/plans", ProPlan($"pro-{_run}"));
+        string customer = $"twice-{_run}";
+        await PostOkAsync("/v1/customers", new { id = customer, name = "Twice", currency = "USD" });
+        var subscription = await PostOkAsync("/v1/subscriptions", new { customer, plan = $"pro-{_run}", startDate = Day(fixture.MonthStart) });
+        var body = new { asOf = Day(fixture.MonthEnd) + "T00:00:00Z", subscription = subscription["id"]!.GetValue<string>() };
+
+        var concurrent = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => PostOkAsync("/v1/billing-runs", body)));
+        var again = await PostOkAsync("/v1/billing-runs", body);
+
+        Assert.Equal(2, concurrent.Sum(r => r["created"]!.GetValue<int>()));
+        Assert.Equal(0, again["created"]!.GetValue<int>());
+        var invoices = await InvoicesAsync(customer);
+        Assert.Equal(["period_end", "subscription_start"], invoices.Select(i => i["reason"]!.GetValue<string>()).Order());
+    }
+
+    [Fact]
+    public async Task LateEvents_AfterFinalization_BecomeAnAdjustmentLineOnTheNextInvoice()
+    {
+        string plan = $"metered-{_run}";
+        await PostOkAsync("/v1/plans", new
+        {
+            code = plan,
+            name = "Metered",
+            version = new { currency = "USD", interval = "monthly", charges = new[] { new { code = "calls", meter = "api_calls", model = new { type = "standard", unitPrice = "0.01" } } } },
+        });
+        string customer = $"late-{_run}";
+        await PostOkAsync("/v1/customers", new { id = customer, name = "Late", currency = "USD" });
+        await PostOkAsync("/v1/subscriptions", new { customer, plan, startDate = Day(fixture.MonthStart) });
+        await fixture.Api.IngestAsync(Calls(customer, "on-time", 100, Midnight(fixture.MonthStart).AddDays(3)), batchSize: 100);
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthEnd) + "T00:00:00Z" });
+        var first = Assert.Single(await InvoicesAsync(customer));
+        Assert.Equal("finalized", first["status"]!.GetValue<string>());
+        Assert.Equal(1.00m, Total(first));
+
+        // 30 calls of the invoiced month arrive late, plus one duplicate of an on-time call (which must change nothing).
+        var late = Calls(customer, "late", 30, Midnight(fixture.MonthEnd).AddHours(-2));
+        late.Add(Requests.Event($"{customer}-on-time-0", customer: customer, type: "api_call", time: Midnight(fixture.MonthStart).AddDays(3)));
+        await fixture.Api.IngestAsync(late, batchSize: 100);
+        var nextEnd = fixture.MonthEnd.AddMonths(1);
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(nextEnd) + "T00:00:00Z" });
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(nextEnd) + "T00:00:00Z" });
+
+        var invoices = await InvoicesAsync(customer);
+        Assert.Equal(2, invoices.Count);
+        var unchanged = invoices.Single(i => i["id"]!.GetValue<string>() == first["id"]!.GetValue<string>());
+        Assert.Equal(1.00m, Total(unchanged));
+        var next = invoices.Single(i => i["id"]!.GetValue<string>() != first["id"]!.GetValue<string>());
+        var adjustment = next["lines"]!.AsArray().Single(l => l!["kind"]!.GetValue<string>() == "late_usage_adjustment")!;
+        Assert.Equal(first["id"]!.GetValue<string>(), adjustment["adjustsInvoice"]!.GetValue<string>());
+        Assert.Equal(30m, decimal.Parse(adjustment["quantity"]!.GetValue<string>(), CultureInfo.InvariantCulture));
+        Assert.Equal(0.30m, Amount(adjustment));
+    }
+
+    [Fact]
+    public async Task Draft_InGracePeriod_TakesLateUsageThenIsFinalizedAndNumbered()
+    {
+        // Grace period and rounding are per tenant: a tenant of its own, with its own meter and keys.
+        string tenant = $"grace-{_run}";
+        await PostOkAsync("/v1/tenants", new { id = tenant, name = "Grace" });
+        string key = (await PostOkAsync($"/v1/tenants/{tenant}/api-keys", new { name = "all", scopes = new[] { "admin", "read", "ingest" } }))["key"]!.GetValue<string>();
+        await PostOkAsync("/v1/meters", new { key = "api_calls", eventType = "api_call", aggregation = "COUNT" }, key);
+        await PostOkAsync("/v1/billing-settings", new { gracePeriodDays = 3, roundingMode = "half_up" }, key);
+        await PostOkAsync("/v1/plans", new
+        {
+            code = "metered",
+            name = "Metered",
+            version = new { currency = "USD", interval = "monthly", charges = new[] { new { code = "calls", meter = "api_calls", model = new { type = "standard", unitPrice = "0.005" } } } },
+        }, key);
+        await PostOkAsync("/v1/customers", new { id = "c", name = "C", currency = "USD" }, key);
+        await PostOkAsync("/v1/subscriptions", new { customer = "c", plan = "metered", startDate = Day(fixture.MonthStart) }, key);
+        await fixture.Api.IngestAsync(Calls("c", "a", 5, Midnight(fixture.MonthStart).AddDays(1)), batchSize: 100, key);
+
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthEnd) + "T00:00:00Z" }, key);
+        var draft = Assert.Single(await InvoicesAsync("c", key));
+        Assert.Equal("draft", draft["status"]!.GetValue<string>());
+        Assert.Null(draft["number"]);
+        Assert.Equal(0.03m, Total(draft)); // 5 x 0.005 = 0.025, half-up
+
+        await fixture.Api.IngestAsync(Calls("c", "b", 100, Midnight(fixture.MonthEnd).AddHours(-1)), batchSize: 100, key);
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthEnd.AddDays(1)) + "T00:00:00Z" }, key);
+        var recalculated = Assert.Single(await InvoicesAsync("c", key));
+        Assert.Equal("draft", recalculated["status"]!.GetValue<string>());
+        Assert.Equal(0.53m, Total(recalculated)); // 105 x 0.005 = 0.525, half-up
+
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthEnd.AddDays(3)) + "T00:00:00Z" }, key);
+        await fixture.Api.IngestAsync(Calls("c", "c", 10, Midnight(fixture.MonthEnd).AddHours(-1)), batchSize: 100, key);
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthEnd.AddDays(4)) + "T00:00:00Z" }, key);
+        var final = Assert.Single(await InvoicesAsync("c", key));
+        Assert.Equal("finalized", final["status"]!.GetValue<string>());
+        Assert.Equal("INV-000001", final["number"]!.GetValue<string>());
+        Assert.Equal(0.53m, Total(final));
+    }
+
+    [Fact]
+    public async Task CreditNotes_PartialThenTooMuch_AreKeptWithinTheLineAndAudited()
+    {
+        await PostOkAsync("/v1/plans", ProPlan($"pro-{_run}"));
+        string customer = $"credit-{_run}";
+        await PostOkAsync("/v1/customers", new { id = customer, name = "Credit", currency = "USD" });
+        await PostOkAsync("/v1/subscriptions", new { customer, plan = $"pro-{_run}", startDate = Day(fixture.MonthStart) });
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthStart) + "T12:00:00Z" });
+        var invoice = Assert.Single(await InvoicesAsync(customer));
+        string id = invoice["id"]!.GetValue<string>();
+
+        await PostOkAsync($"/v1/invoices/{id}/credit-notes", new { reason = "outage on the 3rd", lines = new[] { new { lineNumber = 1, amount = "9.00" } } });
+        var (status, problem) = await SendAsync(HttpMethod.Post, $"/v1/invoices/{id}/credit-notes", new { reason = "again", lines = new[] { new { lineNumber = 1, amount = "40.01" } } });
+        AssertProblem(HttpStatusCode.BadRequest, "lines[0].amount", status, problem);
+        var rest = await PostOkAsync($"/v1/invoices/{id}/credit-notes", new { reason = "goodwill" });
+        Assert.Equal("40", rest["total"]!.GetValue<string>().TrimEnd('0').TrimEnd('.'));
+        Assert.Equal(AlphaMesh.Ingest.ApiKey.DisplayPrefix(AdminKey), rest["createdBy"]!.GetValue<string>());
+        var (nothingLeft, _) = await SendAsync(HttpMethod.Post, $"/v1/invoices/{id}/credit-notes", new { reason = "more" });
+        Assert.Equal(HttpStatusCode.Conflict, nothingLeft);
+
+        await PostOkAsync($"/v1/invoices/{id}/pay", null);
+        var (voidPaid, _) = await SendAsync(HttpMethod.Post, $"/v1/invoices/{id}/void", null);
+        Assert.Equal(HttpStatusCode.Conflict, voidPaid);
+        var stored = (await GetAsync($"/v1/invoices/{id}")).Body!;
+        Assert.Equal("paid", stored["status"]!.GetValue<string>());
+        Assert.Equal(2, stored["creditNotes"]!.AsArray().Count);
+    }
+
+    [Fact]
+    public async Task Endpoints_AnotherTenantsAdminKey_Return404ForEveryId()
+    {
+        await PostOkAsync("/v1/plans", ProPlan($"pro-{_run}"));
+        string customer = $"private-{_run}";
+        await PostOkAsync("/v1/customers", new { id = customer, name = "Private", currency = "USD" });
+        var subscription = (await PostOkAsync("/v1/subscriptions", new { customer, plan = $"pro-{_run}", startDate = Day(fixture.MonthStart) }))["id"]!.GetValue<string>();
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthStart) + "T12:00:00Z", subscription });
+        string invoice = Assert.Single(await InvoicesAsync(customer))["id"]!.GetValue<string>();
+        string tenant = $"rival-{_run}";
+        await PostOkAsync("/v1/tenants", new { id = tenant, name = "Rival" });
+        string rivalKey = (await PostOkAsync($"/v1/tenants/{tenant}/api-keys", new { name = "admin", scopes = new[] { "admin", "read" } }))["key"]!.GetValue<string>();
+
+        var calls = new (HttpMethod Method, string Path, object? Body)[]
+        {
+            (HttpMethod.Get, $"/v1/customers/{customer}", null),
+            (HttpMethod.Get, $"/v1/customers/{customer}/usage/current", null),
+            (HttpMethod.Get, $"/v1/plans/pro-{_run}", null),
+            (HttpMethod.Get, $"/v1/plans/pro-{_run}/versions/1", null),
+            (HttpMethod.Post, $"/v1/plans/pro-{_run}/versions", new { currency = "USD", interval = "monthly" }),
+            (HttpMethod.Get, $"/v1/subscriptions/{subscription}", null),
+            (HttpMethod.Post, $"/v1/subscriptions/{subscription}/cancel", new { at = "now", date = Day(fixture.MonthStart) }),
+            (HttpMethod.Post, $"/v1/subscriptions/{subscription}/change-plan", new { plan = $"pro-{_run}", effectiveDate = Day(fixture.MonthStart.AddDays(2)) }),
+            (HttpMethod.Get, $"/v1/invoices/{invoice}", null),
+            (HttpMethod.Post, $"/v1/invoices/{invoice}/finalize", null),
+            (HttpMethod.Post, $"/v1/invoices/{invoice}/pay", null),
+            (HttpMethod.Post, $"/v1/invoices/{invoice}/void", null),
+            (HttpMethod.Post, $"/v1/invoices/{invoice}/credit-notes", new { reason = "x" }),
+        };
+        foreach (var (method, path, body) in calls)
+        {
+            var (status, problem) = await SendAsync(method, path, body, rivalKey);
+            Assert.True(status == HttpStatusCode.NotFound, $"{method} {path}: {status} {problem?.ToJsonString()}");
+            Assert.Equal("not_found", problem!["code"]!.GetValue<string>());
+        }
+        // And the lists show none of it.
+        Assert.Empty((await GetAsync("/v1/invoices", rivalKey)).Body!["data"]!.AsArray());
+        Assert.Empty((await GetAsync("/v1/subscriptions", rivalKey)).Body!["data"]!.AsArray());
+    }
+
+    public static TheoryData<string, string, string> BadRequests => new()
+    {
+        { "/v1/customers", """{"id":"c1","name":"x","currency":"USD""", "" },
+        { "/v1/customers", """{"id":"c1","name":"x","currency":"USD","vip":true}""", "" },
+        { "/v1/customers", """{"id":"c1","name":"x","currency":"XYZ"}""", "currency" },
+        { "/v1/customers", $$"""{"id":"c1","name":"{{new string('n', 201)}}","currency":"USD"}""", "name" },
+        { "/v1/customers", """{"id":"c1","name":"x","currency":"USD","billingTimezone":"Mars/Olympus"}""", "billingTimezone" },
+        { "/v1/plans", """{"code":"p","name":"x","version":{"currency":"USD","interval":"monthly","fixedFees":[{"code":"f","amount":"-5"}]}}""", "version.fixedFees[0]" },
+        { "/v1/plans", """{"code":"p","name":"x","version":{"currency":"USD","interval":"monthly","charges":[{"code":"c","meter":"api_calls","model":{"type":"standard","unitPrice":"-0.1"}}]}}""", "version.charges[0]" },
+        { "/v1/plans", """{"code":"p","name":"x","version":{"currency":"USD","interval":"monthly","charges":[{"code":"c","meter":"nope","model":{"type":"standard","unitPrice":"1"}}]}}""", "version.charges[0].meter" },
+        { "/v1/plans", """{"code":"p","name":"x","version":{"currency":"USD","interval":"monthly","charges":[{"code":"c","meter":"api_calls","model":{"type":"graduated","tiers":[{"upTo":"10","unitPrice":"1"}]}}]}}""", "version.charges[0]" },
+        { "/v1/subscriptions", """{"customer":"c1","plan":"p","startDate":"2026-13-01"}""", "startDate" },
+        { "/v1/billing-runs", """{"asOf":"yesterday"}""", "asOf" },
+        { "/v1/billing-settings", """{"roundingMode":"sideways"}""", "roundingMode" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadRequests))]
+    public async Task Post_BadInput_Returns400ProblemNamingTheField(string path, string json, string fieldPrefix)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(json, Encoding.UTF8, "application/json") };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
+        using var response = await _http.SendAsync(request);
+        var problem = JsonNode.Parse(await response.Content.ReadAsStringAsync());
+
+        AssertProblem(HttpStatusCode.BadRequest, fieldPrefix, response.StatusCode, problem);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        // Nothing was created by a rejected request.
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync("/v1/customers/c1")).Status);
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync("/v1/plans/p")).Status);
+    }
+
+    // Helpers
+
+    private static void AssertProblem(HttpStatusCode expected, string fieldPrefix, HttpStatusCode status, JsonNode? problem)
+    {
+        Assert.True(status == expected, $"expected {expected}, got {status}: {problem?.ToJsonString()}");
+        Assert.Equal((int)expected, problem!["status"]!.GetValue<int>());
+        Assert.False(string.IsNullOrWhiteSpace(problem["title"]!.GetValue<string>()));
+        Assert.False(string.IsNullOrWhiteSpace(problem["detail"]!.GetValue<string>()));
+        if (fieldPrefix.Length > 0)
+            Assert.StartsWith(fieldPrefix, problem["field"]!.GetValue<string>(), StringComparison.Ordinal);
+    }
+
+    private static List<UsageEvent> Calls(string customer, string tag, int count, DateTimeOffset from) =>
+        [.. Enumerable.Range(0, count).Select(i => Requests.Event($"{customer}-{tag}-{i}", customer: customer, type: "api_call", time: from.AddSeconds(i)))];
+
+    private static string Day(DateOnly day) => day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+
+    private static DateTimeOffset Midnight(DateOnly day) => new(day.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+
+    private static decimal Total(JsonNode invoice) => decimal.Parse(invoice["total"]!.GetValue<string>(), CultureInfo.InvariantCulture);
+
+    private static decimal Amount(JsonNode line) => decimal.Parse(line["amount"]!.GetValue<string>(), CultureInfo.InvariantCulture);
+
+    /// <summary>Every invoice of the customer, whole (with lines), ordered by billing date.</summary>
+    private async Task<List<JsonNode>> InvoicesAsync(string customer, string key = AdminKey)
+    {
+        var list = await ListAsync($"/v1/invoices?customer={Uri.EscapeDataString(customer)}&limit=100", key);
+        var whole = new List<JsonNode>();
+        foreach (var invoice in list)
+            whole.Add((await GetAsync($"/v1/invoices/{invoice["id"]!.GetValue<string>()}", key)).Body!);
+        return [.. whole.OrderBy(i => i["billingDate"]!.GetValue<string>(), StringComparer.Ordinal)];
+    }
+
+    private async Task<List<JsonNode>> ListAsync(string path, string key = AdminKey)
+    {
+        var (status, body) = await GetAsync(path, key);
+        Assert.True(status == HttpStatusCode.OK, body?.ToJsonString());
+        return [.. body!["data"]!.AsArray().Select(n => n!)];
+    }
+
+    private async Task<(HttpStatusCode Status, JsonNode? Body)> GetAsync(string path, string key = AdminKey) => await SendAsync(HttpMethod.Get, path, null, key);
+
+    private async Task<JsonNode> PostOkAsync(string path, object? body, string key = AdminKey)
+    {
+        var (status, node) = await SendAsync(HttpMethod.Post, path, body, key);
+        Assert.True(status is HttpStatusCode.OK or HttpStatusCode.Created, $"POST {path}: {status} {node?.ToJsonString()}");
+        return node!;
+    }
+
+    private async Task<(HttpStatusCode Status, JsonNode? Body)> SendAsync(HttpMethod method, string path, object? body, string key = AdminKey)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        if (body is not null)
+            request.Content = System.Net.Http.Json.JsonContent.Create(body);
+        using var response = await _http.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        return (response.StatusCode, text.Length == 0 ? null : JsonNode.Parse(text));
+    }
+}
