@@ -204,58 +204,36 @@ internal sealed class WebhookDispatcher : BackgroundService
 
     /// <summary>Claims up to <paramref name="max"/> due deliveries: bumps each one's attempt number, leases it for the
     /// attempt's timeout plus a margin, closes an attempt a crash left open as interrupted and records the new attempt
-    /// as started, all in one transaction.</summary>
+    /// as started. One statement, so one round trip and one transaction.</summary>
     internal async Task<List<WebhookClaim>> ClaimAsync(int max, CancellationToken cancellationToken)
     {
-        await using var connection = await _database.DataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        var claims = new List<WebhookClaim>();
-        await using (var claim = new NpgsqlCommand("""
+        // The sub-statements share one snapshot: "closed" sees only attempts that were open before, never the ones
+        // "started" inserts.
+        await using var claim = _database.DataSource.CreateCommand("""
             WITH due AS (
                 SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now()
-                ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-            UPDATE webhook_deliveries d SET attempt_count = d.attempt_count + 1, next_attempt_at = now() + $2
-            FROM due, webhook_events e, webhook_endpoints p
-            WHERE d.id = due.id AND e.id = d.event_id AND p.id = d.endpoint_id
-            RETURNING d.id, d.event_id, e.type, d.attempt_count, p.url, p.secret, e.payload
-            """, connection))
+                ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED),
+            claimed AS (
+                UPDATE webhook_deliveries d SET attempt_count = d.attempt_count + 1, next_attempt_at = now() + $2
+                FROM due WHERE d.id = due.id
+                RETURNING d.id, d.event_id, d.endpoint_id, d.attempt_count),
+            closed AS (
+                UPDATE webhook_attempts a SET finished_at = now(), error = 'interrupted: the server sending it stopped before the receiver answered'
+                FROM claimed c WHERE a.delivery_id = c.id AND a.finished_at IS NULL),
+            started AS (
+                INSERT INTO webhook_attempts (delivery_id, number) SELECT id, attempt_count FROM claimed)
+            SELECT c.id, c.event_id, e.type, c.attempt_count, p.url, p.secret, e.payload
+            FROM claimed c JOIN webhook_events e ON e.id = c.event_id JOIN webhook_endpoints p ON p.id = c.endpoint_id
+            """);
+        claim.Parameters.Add(new NpgsqlParameter<int> { TypedValue = max });
+        claim.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = _options.AttemptTimeout + LeaseMargin });
+        var claims = new List<WebhookClaim>();
+        await using var reader = await claim.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
         {
-            claim.Parameters.Add(new NpgsqlParameter<int> { TypedValue = max });
-            claim.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = _options.AttemptTimeout + LeaseMargin });
-            await using var reader = await claim.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                claims.Add(new WebhookClaim(reader.GetGuid(0), reader.GetGuid(1), reader.GetString(2), reader.GetInt32(3), reader.GetString(4),
-                    reader.GetString(5), reader.GetString(6)));
-            }
+            claims.Add(new WebhookClaim(reader.GetGuid(0), reader.GetGuid(1), reader.GetString(2), reader.GetInt32(3), reader.GetString(4),
+                reader.GetString(5), reader.GetString(6)));
         }
-        if (claims.Count > 0)
-        {
-            var ids = claims.Select(c => c.DeliveryId).ToArray();
-            await using var record = new NpgsqlBatch(connection)
-            {
-                BatchCommands =
-                {
-                    new NpgsqlBatchCommand("""
-                        UPDATE webhook_attempts SET finished_at = now(), error = 'interrupted: the server sending it stopped before the receiver answered'
-                        WHERE delivery_id = ANY ($1) AND finished_at IS NULL
-                        """)
-                    {
-                        Parameters = { new NpgsqlParameter<Guid[]> { TypedValue = ids } },
-                    },
-                    new NpgsqlBatchCommand("INSERT INTO webhook_attempts (delivery_id, number) SELECT * FROM unnest($1::uuid[], $2::integer[])")
-                    {
-                        Parameters =
-                        {
-                            new NpgsqlParameter<Guid[]> { TypedValue = ids },
-                            new NpgsqlParameter<int[]> { TypedValue = claims.Select(c => c.Attempt).ToArray() },
-                        },
-                    },
-                },
-            };
-            await record.ExecuteNonQueryAsync(cancellationToken);
-        }
-        await transaction.CommitAsync(cancellationToken);
         return claims;
     }
 
@@ -272,8 +250,10 @@ internal sealed class WebhookDispatcher : BackgroundService
         }
         finally
         {
-            _slots.Release();
-            Wake();
+            // Wake the loop once half the slots are free (or the only one), so that under a backlog a round claims
+            // several deliveries at once instead of one query round per finished attempt.
+            if (_slots.Release() + 1 >= (_options.MaxConcurrentDeliveries + 1) / 2)
+                Wake();
         }
     }
 
