@@ -162,6 +162,28 @@ public sealed class WebhookDispatcherTests(TestDatabase database) : IClassFixtur
             });
     }
 
+    /// <summary>With a 10-minute poll interval, only the NOTIFY sent at commit can wake an idle dispatcher within the
+    /// test's patience (30 s). The first event warms it up; after it the dispatcher goes idle, and the second event
+    /// must wake it.</summary>
+    [Fact]
+    public async Task Dispatcher_IdleWithTenMinutePollInterval_CommitWakesItThroughNotify()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var tenant = await CreateTenantAsync();
+        var (endpointId, _) = await CreateEndpointAsync(tenant, receiver.Url());
+        var options = FastOptions();
+        options.PollInterval = TimeSpan.FromMinutes(10);
+        await StartDispatcherAsync(options);
+        var first = await EnqueueAsync(tenant, WebhookEventTypes.InvoiceCreated, new { n = 1 });
+        await WaitForDeliveryAsync(endpointId, d => d.EventId == first && d.Status == "delivered");
+        await Task.Delay(500); // lets the round after the first delivery end, so that the dispatcher is asleep
+
+        var second = await EnqueueAsync(tenant, WebhookEventTypes.InvoiceCreated, new { n = 2 });
+
+        await WaitForDeliveryAsync(endpointId, d => d.EventId == second && d.Status == "delivered");
+        Assert.Equal([first.ToString(), second.ToString()], receiver.Received.Select(r => r.EventId));
+    }
+
     [Fact]
     public async Task EnqueueAsync_TransactionRolledBack_EventIsNeverSent()
     {

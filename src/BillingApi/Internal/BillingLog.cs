@@ -43,6 +43,7 @@ internal static partial class BillingLog
     [LoggerMessage(112, LogLevel.Warning, "Could not record a webhook attempt of delivery {DeliveryId}; it is retried when its claim ends")]
     public static partial void WebhookRecordFailed(ILogger logger, Guid deliveryId, Exception exception);
 
-    [LoggerMessage(113, LogLevel.Warning, "Webhook delivery {DeliveryId} of event {EventId} to {Url} failed for good after {Attempts} attempts (last: {LastError})")]
-    public static partial void WebhookGaveUp(ILogger logger, Guid deliveryId, Guid eventId, string url, int attempts, string lastError);
+    // Not the URL: receivers often carry a token in it.
+    [LoggerMessage(113, LogLevel.Warning, "Webhook delivery {DeliveryId} of event {EventId} failed for good after {Attempts} attempts (last: {LastError})")]
+    public static partial void WebhookGaveUp(ILogger logger, Guid deliveryId, Guid eventId, int attempts, string lastError);
 }

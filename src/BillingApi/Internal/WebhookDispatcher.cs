@@ -128,8 +128,10 @@ internal sealed class WebhookDispatcher : BackgroundService
         }
         if (moreEvents || claims.Count == free)
             return TimeSpan.Zero;
+        // A delivery due now that this round did not get is being claimed by another server: look again shortly
+        // rather than at once.
         var nextDue = await NextDueInAsync(stoppingToken);
-        return nextDue is { } due && due < _options.PollInterval ? due : _options.PollInterval;
+        return nextDue is { } due && due < _options.PollInterval ? TimeSpan.FromMilliseconds(Math.Max(due.TotalMilliseconds, 20)) : _options.PollInterval;
     }
 
     private async Task WaitForWakeAsync(TimeSpan wait, CancellationToken stoppingToken)
@@ -343,7 +345,7 @@ internal sealed class WebhookDispatcher : BackgroundService
         });
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         if (await reader.ReadAsync(cancellationToken) && reader.GetString(0) == "failed")
-            BillingLog.WebhookGaveUp(_logger, claim.DeliveryId, claim.EventId, claim.Url, claim.Attempt, error ?? "");
+            BillingLog.WebhookGaveUp(_logger, claim.DeliveryId, claim.EventId, claim.Attempt, error ?? "");
     }
 
     /// <summary>How long until the earliest pending delivery is due (zero or less: now); null when none is pending.</summary>
