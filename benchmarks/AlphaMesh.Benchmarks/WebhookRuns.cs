@@ -78,6 +78,7 @@ public static class WebhookRuns
                 await transaction.CommitAsync();
                 committed[id.ToString()] = Stopwatch.GetTimestamp();
             }
+            double committing = Stopwatch.GetElapsedTime(begin).TotalSeconds;
             await WaitForDeliveredAsync(database, events + steady);
             await dispatcher.StopAsync(default);
             // Arrival times are matched afterwards: an event can arrive before its committer has noted the commit time.
@@ -85,8 +86,9 @@ public static class WebhookRuns
             foreach (var (id, at) in committed)
                 h.RecordValue(Math.Max(0, receiver.Arrivals[id] - at));
             double Ms(double percentile) => h.GetValueAtPercentile(percentile) * 1000.0 / Stopwatch.Frequency;
-            output.WriteLine($"steady {rate}/s for {seconds} s ({steady:N0} events, one per transaction): commit to arrival "
+            output.WriteLine($"steady {rate}/s for {seconds} s ({steady:N0} events, one per transaction, committed in {committing:N2} s): commit to arrival "
                 + $"p50 {Ms(50):N1} ms, p99 {Ms(99):N1} ms, max {h.GetMaxValue() * 1000.0 / Stopwatch.Frequency:N1} ms ({h.TotalCount:N0} measured)");
+            output.WriteLine($"receiver got {receiver.Count:N0} requests in all for {events + steady:N0} events (more would be a duplicate)");
             return 0;
         }
         finally
