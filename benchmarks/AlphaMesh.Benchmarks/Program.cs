@@ -25,6 +25,10 @@ if (args.Length > 0 && args[0] == "--recovery")
 if (args.Length > 0 && args[0] == "--entitlement-latency")
     return await AggregatorRuns.EntitlementLatencyAsync(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10, Console.Out);
 
+// --billing-run [subscriptions]: see BillingRunBenchmark (default 100,000).
+if (args.Length > 0 && args[0] == "--billing-run")
+    return await BillingRunBenchmark.RunAsync(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 100_000, Console.Out);
+
 // --webhooks [events] [rate] [seconds] [concurrency]: see WebhookRuns.
 if (args.Length > 0 && args[0] == "--webhooks")
 {

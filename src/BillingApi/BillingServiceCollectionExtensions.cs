@@ -1,5 +1,6 @@
 using AlphaMesh.BillingApi.Internal;
 using AlphaMesh.Ingest;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -49,6 +50,7 @@ public static class BillingServiceCollectionExtensions
         services.AddHostedService<BillingBackgroundService>();
         services.AddHostedService<BillingRunService>();
         services.AddHostedService<WebhookDispatcher>();
+        services.AddOpenApi("v1");
         return services;
     }
 
@@ -60,6 +62,8 @@ public static class BillingServiceCollectionExtensions
         endpoints.ServiceProvider.GetRequiredService<CatalogHttpEndpoints>().Map(endpoints);
         endpoints.ServiceProvider.GetRequiredService<InvoiceHttpEndpoints>().Map(endpoints);
         endpoints.ServiceProvider.GetRequiredService<WebhookHttpEndpoints>().Map(endpoints);
+        // The document of every HTTP endpoint of the server, at /openapi/v1.json.
+        endpoints.MapOpenApi();
         return endpoints;
     }
 

@@ -3,8 +3,9 @@ using AlphaMesh.Rating;
 namespace AlphaMesh.BillingApi;
 
 /// <summary>
-/// Where the billing API reads meters and usage: the aggregator, in the server. Kept to what billing needs, so that the
-/// billing API depends on no aggregator type.
+/// Billing's view of the aggregator, in the server: the meters and usage it reads, and the entitlement limits that a
+/// subscription's plan gives its customer. Kept to what billing needs, so that the billing API depends on no
+/// aggregator type.
 /// </summary>
 public interface IBillingUsageSource
 {
@@ -17,6 +18,18 @@ public interface IBillingUsageSource
     /// </summary>
     Task<decimal> GetQuantityAsync(string tenant, string meterKey, string customer, DateTimeOffset from, DateTimeOffset to,
         CancellationToken cancellationToken);
+
+    /// <summary>As <see cref="GetQuantityAsync"/> for every customer of the tenant with usage of the meter in the range
+    /// (a customer without is absent): one question for a billing run's many subscriptions that share a period.</summary>
+    Task<IReadOnlyDictionary<string, decimal>> GetQuantitiesAsync(string tenant, string meterKey, DateTimeOffset from, DateTimeOffset to,
+        CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Makes the customer's own limits those of its plan: <paramref name="limits"/> by meter (a plan's entitlements);
+    /// a meter the customer has a limit of its own for but the plan has not loses it. The entitlement check then
+    /// answers from these limits on every API call the customer makes.
+    /// </summary>
+    Task ApplyLimitsAsync(string tenant, string customer, IReadOnlyDictionary<string, decimal> limits, CancellationToken cancellationToken);
 }
 
 /// <summary>A usage question billing cannot answer exactly (the message says why); the billing run reports it.</summary>

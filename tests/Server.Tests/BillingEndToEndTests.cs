@@ -299,6 +299,123 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task BillingRun_SubscriptionWhoseUsageCannotBeTotalled_IsReportedAndTheOthersAreBilled()
+    {
+        // UNIQUE_COUNT over an anniversary month is not a sum of smaller windows: billing refuses it rather than guess.
+        string meter = $"users-{_run}";
+        await fixture.Api.CreateMeterAsync(new { key = meter, eventType = "login", aggregation = "UNIQUE_COUNT", valueProperty = "user" });
+        await PostOkAsync("/v1/plans", new
+        {
+            code = $"seats-{_run}",
+            name = "Seats",
+            version = new { currency = "USD", interval = "monthly", alignment = "anniversary", charges = new[] { new { code = "seats", meter, model = new { type = "standard", unitPrice = "3" } } } },
+        });
+        await PostOkAsync("/v1/plans", new
+        {
+            code = $"metered-{_run}",
+            name = "Metered",
+            version = new { currency = "USD", interval = "monthly", alignment = "anniversary", charges = new[] { new { code = "calls", meter = "api_calls", model = new { type = "standard", unitPrice = "0.01" } } } },
+        });
+        var start = fixture.MonthStart.AddDays(5);
+        string seats = $"seats-{_run}", calls = $"calls-{_run}";
+        await PostOkAsync("/v1/customers", new { id = seats, name = "Seats", currency = "USD" });
+        await PostOkAsync("/v1/customers", new { id = calls, name = "Calls", currency = "USD" });
+        string refused = (await PostOkAsync("/v1/subscriptions", new { customer = seats, plan = $"seats-{_run}", startDate = Day(start) }))["id"]!.GetValue<string>();
+        await PostOkAsync("/v1/subscriptions", new { customer = calls, plan = $"metered-{_run}", startDate = Day(start) });
+        await fixture.Api.IngestAsync(Calls(calls, "x", 7, Midnight(start).AddHours(1)), batchSize: 100);
+
+        var run = await PostOkAsync("/v1/billing-runs", new { asOf = Day(start.AddMonths(1)) + "T00:00:00Z" });
+
+        var failure = Assert.Single(run["failures"]!.AsArray(), f => f!["subscription"]!.GetValue<string>() == refused)!;
+        Assert.Contains("calendar months", failure["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Empty(await InvoicesAsync(seats));
+        Assert.Equal(0.07m, Total(Assert.Single(await InvoicesAsync(calls))));
+    }
+
+    [Fact]
+    public async Task Subscription_PlanWithEntitlement_LimitsTheCustomersEntitlementCheck()
+    {
+        string plan = $"capped-{_run}";
+        await PostOkAsync("/v1/plans", new
+        {
+            code = plan,
+            name = "Capped",
+            version = new
+            {
+                currency = "USD",
+                interval = "monthly",
+                charges = new[] { new { code = "calls", meter = "api_calls", model = new { type = "standard", unitPrice = "0.01" } } },
+                entitlements = new[] { new { meter = "api_calls", limit = "100" } },
+            },
+        });
+        string customer = $"capped-{_run}";
+        await PostOkAsync("/v1/customers", new { id = customer, name = "Capped", currency = "USD" });
+        await PostOkAsync("/v1/subscriptions", new { customer, plan, startDate = Day(fixture.MonthStart) });
+        var (_, before) = await GetAsync($"/v1/customers/{customer}/entitlements/api_calls");
+        Assert.Equal("100", before!["limit"]!.GetValue<string>());
+        Assert.True(before["hasAccess"]!.GetValue<bool>());
+
+        // The entitlement period is the current calendar month: calls from a minute ago count.
+        var now = DateTimeOffset.UtcNow;
+        var monthStart = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero);
+        await fixture.Api.IngestAsync(Calls(customer, "now", 100, now.AddMinutes(-2) < monthStart ? monthStart : now.AddMinutes(-2)), batchSize: 100);
+
+        var (_, after) = await GetAsync($"/v1/customers/{customer}/entitlements/api_calls");
+        Assert.False(after!["hasAccess"]!.GetValue<bool>());
+        Assert.Equal("0", after["remaining"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task CurrentUsage_RunningPeriod_ShowsUsageSoFarAndItsAmount()
+    {
+        string plan = $"metered-{_run}";
+        await PostOkAsync("/v1/plans", new
+        {
+            code = plan,
+            name = "Metered",
+            version = new { currency = "USD", interval = "monthly", charges = new[] { new { code = "calls", meter = "api_calls", model = new { type = "standard", unitPrice = "0.015" } } } },
+        });
+        string customer = $"current-{_run}";
+        await PostOkAsync("/v1/customers", new { id = customer, name = "Current", currency = "USD" });
+        await PostOkAsync("/v1/subscriptions", new { customer, plan, startDate = Day(fixture.MonthStart) });
+        var now = DateTimeOffset.UtcNow;
+        var monthStart = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero);
+        await fixture.Api.IngestAsync(Calls(customer, "now", 7, now.AddMinutes(-2) < monthStart ? monthStart : now.AddMinutes(-2)), batchSize: 100);
+
+        var (status, body) = await GetAsync($"/v1/customers/{customer}/usage/current");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var current = Assert.Single(body!["data"]!.AsArray())!;
+        Assert.Equal(Day(DateOnly.FromDateTime(monthStart.UtcDateTime)), current["periodStart"]!.GetValue<string>());
+        Assert.Equal("7", current["lines"]![0]!["quantity"]!.GetValue<string>());
+        Assert.Equal(0.10m, decimal.Parse(current["amount"]!.GetValue<string>(), CultureInfo.InvariantCulture)); // 0.105, half-even
+    }
+
+    [Fact]
+    public async Task Post_SameIdempotencyKey_ReplaysTheAnswerAndAnotherBodyIs409()
+    {
+        string key = "idem-" + _run;
+        var first = await PostWithKeyAsync("/v1/customers", new { id = $"idem-{_run}", name = "Idem", currency = "USD" }, key);
+        var replay = await PostWithKeyAsync("/v1/customers", new { id = $"idem-{_run}", name = "Idem", currency = "USD" }, key);
+        var other = await PostWithKeyAsync("/v1/customers", new { id = $"idem-{_run}", name = "Other", currency = "USD" }, key);
+
+        Assert.Equal(HttpStatusCode.Created, first.Status);
+        Assert.Equal(HttpStatusCode.Created, replay.Status);
+        Assert.Equal(first.Body, replay.Body);
+        Assert.True(replay.Replayed);
+        Assert.Equal(HttpStatusCode.Conflict, other.Status);
+    }
+
+    private async Task<(HttpStatusCode Status, string Body, bool Replayed)> PostWithKeyAsync(string path, object body, string idempotencyKey)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = System.Net.Http.Json.JsonContent.Create(body) };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
+        request.Headers.Add("Idempotency-Key", idempotencyKey);
+        using var response = await _http.SendAsync(request);
+        return (response.StatusCode, await response.Content.ReadAsStringAsync(), response.Headers.Contains("Idempotent-Replayed"));
+    }
+
+    [Fact]
     public async Task CreditNotes_PartialThenTooMuch_AreKeptWithinTheLineAndAudited()
     {
         await PostOkAsync("/v1/plans", ProPlan($"pro-{_run}"));
@@ -396,6 +513,24 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
         // Nothing was created by a rejected request.
         Assert.Equal(HttpStatusCode.NotFound, (await GetAsync("/v1/customers/c1")).Status);
         Assert.Equal(HttpStatusCode.NotFound, (await GetAsync("/v1/plans/p")).Status);
+    }
+
+    [Fact]
+    public async Task OpenApi_Document_DescribesEveryBillingEndpointWithItsShapes()
+    {
+        using var response = await _http.GetAsync("/openapi/v1.json");
+        var document = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.StartsWith("3.", document["openapi"]!.GetValue<string>(), StringComparison.Ordinal);
+        var paths = document["paths"]!.AsObject();
+        foreach (var path in new[] { "/v1/tenants", "/v1/customers", "/v1/customers/{id}", "/v1/plans/{code}/versions", "/v1/subscriptions/{id}/change-plan",
+            "/v1/billing-runs", "/v1/invoices/{id}", "/v1/invoices/{id}/credit-notes", "/v1/customers/{id}/usage/current" })
+            Assert.True(paths.ContainsKey(path), $"{path} is missing from the document: {string.Join(", ", paths.Select(p => p.Key))}");
+        var create = paths["/v1/customers"]!["post"]!;
+        Assert.NotNull(create["requestBody"]!["content"]!["application/json"]!["schema"]);
+        Assert.NotNull(create["responses"]!["201"]!["content"]!["application/json"]!["schema"]);
+        Assert.NotNull(create["responses"]!["400"]!["content"]!["application/problem+json"]);
     }
 
     // Helpers

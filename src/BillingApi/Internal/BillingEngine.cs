@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text.Json;
 using AlphaMesh.Rating;
 using Microsoft.Extensions.Logging;
@@ -36,99 +37,182 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     /// <summary>One invoice to make: its billing date, and the period it closes (or falls in).</summary>
     private readonly record struct Item(ItemKind Kind, DateOnly Date, BillingPeriod Period);
 
+    /// <summary>Subscriptions billed per transaction: one commit per chunk rather than per subscription, with a
+    /// savepoint per subscription so that one that cannot be billed does not hold up the others.</summary>
+    private const int ChunkSize = 250;
+
+    /// <summary>What one run shares: the tenant's settings, and the usage it read (by meter and range, for every
+    /// customer at once: one aggregator query for all subscriptions that share a period).</summary>
+    private sealed class RunContext(string tenant, DateTimeOffset asOf, BillingSettingsRow settings)
+    {
+        public string Tenant { get; } = tenant;
+        public DateOnly AsOfDay { get; } = DateOnly.FromDateTime(asOf.UtcDateTime);
+        public BillingSettingsRow Settings { get; } = settings;
+        public ConcurrentDictionary<(string Meter, DateOnly From, DateOnly To), Lazy<Task<IReadOnlyDictionary<string, decimal>>>> Usage { get; } = new();
+    }
+
     /// <summary>Bills every subscription of the tenant (or one) as of <paramref name="asOf"/>.</summary>
     public async Task<BillingRunResult> RunAsync(string tenant, DateTimeOffset asOf, string? onlySubscription, CancellationToken cancellationToken)
     {
-        var ids = new List<string>();
+        List<string> ids;
+        BillingSettingsRow settings;
         await using (var connection = await database.DataSource.OpenConnectionAsync(cancellationToken))
-        await using (var list = CatalogStore.Command(connection,
-            "SELECT id FROM subscriptions WHERE tenant_id = $1 AND ($2::text IS NULL OR id = $2) AND start_date <= $3 ORDER BY id",
-            tenant, onlySubscription, DateOnly.FromDateTime(asOf.UtcDateTime)))
+        {
+            settings = await CatalogStore.GetSettingsAsync(connection, tenant, cancellationToken);
+            await using var list = CatalogStore.Command(connection,
+                "SELECT id FROM subscriptions WHERE tenant_id = $1 AND ($2::text IS NULL OR id = $2) AND start_date <= $3 ORDER BY id",
+                tenant, onlySubscription, DateOnly.FromDateTime(asOf.UtcDateTime));
             ids = await CatalogStore.ReadAllAsync(list, r => r.GetString(0), cancellationToken);
+        }
 
+        var run = new RunContext(tenant, asOf, settings);
         int created = 0, recalculated = 0;
         var invoiceIds = new List<string>();
         var failures = new List<(string, string)>();
         var gate = new object();
-        await Parallel.ForEachAsync(ids, new ParallelOptions { MaxDegreeOfParallelism = options.Value.BillingRunParallelism, CancellationToken = cancellationToken },
-            async (id, ct) =>
+        await Parallel.ForEachAsync(ids.Chunk(ChunkSize), new ParallelOptions { MaxDegreeOfParallelism = options.Value.BillingRunParallelism, CancellationToken = cancellationToken },
+            async (chunk, ct) =>
             {
-                try
+                var outcome = await BillChunkAsync(run, chunk, ct);
+                lock (gate)
                 {
-                    var outcome = await BillSubscriptionAsync(tenant, id, asOf, ct);
-                    lock (gate)
-                    {
-                        created += outcome.Created;
-                        recalculated += outcome.Recalculated;
-                        invoiceIds.AddRange(outcome.Touched);
-                    }
-                }
-                catch (Exception e) when (e is BillingUsageException or PlanValidationException or ArgumentException)
-                {
-                    logger.LogWarning("Billing subscription {Subscription} of tenant {Tenant} failed: {Message}", id, tenant, e.Message);
-                    lock (gate)
-                        failures.Add((id, e.Message));
+                    created += outcome.Created;
+                    recalculated += outcome.Recalculated;
+                    invoiceIds.AddRange(outcome.Touched);
+                    failures.AddRange(outcome.Failures);
                 }
             });
         int finalized = await FinalizeDueAsync(tenant, asOf, cancellationToken);
         invoiceIds.Sort(StringComparer.Ordinal);
+        failures.Sort((a, b) => string.CompareOrdinal(a.Item1, b.Item1));
         return new BillingRunResult(ids.Count, created, recalculated, finalized, invoiceIds, failures);
     }
 
-    private sealed record SubscriptionOutcome(int Created, int Recalculated, List<string> Touched);
-
-    private async Task<SubscriptionOutcome> BillSubscriptionAsync(string tenant, string id, DateTimeOffset asOf, CancellationToken cancellationToken)
+    private sealed class ChunkOutcome
     {
-        var outcome = new SubscriptionOutcome(0, 0, []);
-        int created = 0, recalculated = 0;
+        public int Created;
+        public int Recalculated;
+        public List<string> Touched { get; } = [];
+        public List<(string, string)> Failures { get; } = [];
+    }
+
+    /// <summary>A usage or adjustment line already stored, as the late-usage comparison needs it.</summary>
+    private sealed record BilledLine(string SubscriptionId, string InvoiceId, string Status, DateOnly BillingDate, BillingPeriod Period, string Kind,
+        PhaseRow Range, string Meter, decimal Quantity, string? AdjustsInvoice);
+
+    private async Task<ChunkOutcome> BillChunkAsync(RunContext run, string[] ids, CancellationToken cancellationToken)
+    {
+        var outcome = new ChunkOutcome();
+        string tenant = run.Tenant;
         await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
-        var subscription = await CatalogStore.GetSubscriptionAsync(connection, tenant, id, forUpdate: false, cancellationToken);
-        if (subscription is null)
-            return outcome;
-        var settings = await CatalogStore.GetSettingsAsync(connection, tenant, cancellationToken);
-        var plans = new Dictionary<PhaseRow, PlanVersion>();
-        foreach (var phase in subscription.Phases)
-            plans[phase] = await BillingPlans.PhasePlanAsync(connection, tenant, phase, cancellationToken);
-
-        // One transaction for all of the subscription's due invoices: one commit instead of one per invoice, and a
-        // subscription is billed whole or not at all. Invoices are locked in date order, so concurrent runs cannot deadlock.
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        foreach (var item in Schedule(subscription, plans, DateOnly.FromDateTime(asOf.UtcDateTime)))
+        var subscriptions = await CatalogStore.LoadSubscriptionsAsync(connection, tenant, ids, cancellationToken);
+        var existing = new Dictionary<(string, DateOnly), (string Id, string Status)>();
+        await using (var invoices = CatalogStore.Command(connection,
+            "SELECT subscription_id, billing_date, id, status FROM invoices WHERE tenant_id = $1 AND subscription_id = ANY($2)", tenant, ids))
         {
-            var existing = await LockInvoiceAsync(connection, tenant, id, item.Date, cancellationToken);
-            if (existing is { Status: not "draft" })
-                continue;
-            string invoiceId = existing?.Id ?? "inv_" + Guid.CreateVersion7().ToString("N");
-            if (existing is null)
-            {
-                // Claims the billing date; a concurrent run blocks here until this transaction ends, then finds the row.
-                await using var claim = CatalogStore.Command(connection, """
-                    INSERT INTO invoices (tenant_id, id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, status, total, finalize_after)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'draft', 0, $10) ON CONFLICT (tenant_id, subscription_id, billing_date) DO NOTHING
-                    """, tenant, invoiceId, id, subscription.CustomerId, item.Date, Reason(item.Kind), item.Period.Start, item.Period.End,
-                    plans[subscription.Phases[0]].CurrencyCode, Midnight(item.Date).AddDays(settings.GracePeriodDays));
-                if (await claim.ExecuteNonQueryAsync(cancellationToken) == 0)
-                    continue;
-                created++;
-            }
-            else
-            {
-                await using var clear = CatalogStore.Command(connection, "DELETE FROM invoice_lines WHERE tenant_id = $1 AND invoice_id = $2", tenant, invoiceId);
-                await clear.ExecuteNonQueryAsync(cancellationToken);
-                recalculated++;
-            }
+            foreach (var row in await CatalogStore.ReadAllAsync(invoices, r => (r.GetString(0), r.GetFieldValue<DateOnly>(1), r.GetString(2), r.GetString(3)), cancellationToken))
+                existing[(row.Item1, row.Item2)] = (row.Item3, row.Item4);
+        }
 
-            var lines = await LinesAsync(connection, tenant, subscription, plans, item, invoiceId, settings.Rounding, cancellationToken);
-            await InsertLinesAsync(connection, tenant, invoiceId, lines, cancellationToken);
-            decimal total = lines.Sum(l => l.Amount);
-            await using (var update = CatalogStore.Command(connection, "UPDATE invoices SET total = $3 WHERE tenant_id = $1 AND id = $2", tenant, invoiceId, total))
-                await update.ExecuteNonQueryAsync(cancellationToken);
-            if (existing is null)
-                await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventNames.InvoiceCreated, invoiceId, cancellationToken);
-            outcome.Touched.Add(invoiceId);
+        // Only what is not final yet: a run with nothing due costs two queries per chunk.
+        var due = new List<(SubscriptionRow Subscription, Dictionary<PhaseRow, PlanVersion> Plans, List<Item> Items)>();
+        foreach (var subscription in subscriptions)
+        {
+            var plans = new Dictionary<PhaseRow, PlanVersion>();
+            foreach (var phase in subscription.Phases)
+                plans[phase] = await BillingPlans.PhasePlanAsync(connection, tenant, phase, cancellationToken);
+            var items = Schedule(subscription, plans, run.AsOfDay)
+                .Where(i => !existing.TryGetValue((subscription.Id, i.Date), out var e) || e.Status == "draft").ToList();
+            if (items.Count > 0)
+                due.Add((subscription, plans, items));
+        }
+        if (due.Count == 0)
+            return outcome;
+
+        var billed = await BilledLinesAsync(connection, tenant, due.SelectMany(d => d.Items.Select(i => Since(i))).Min(), [.. due.Select(d => d.Subscription.Id)], cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        foreach (var (subscription, plans, items) in due)
+        {
+            await using (var savepoint = CatalogStore.Command(connection, "SAVEPOINT subscription"))
+                await savepoint.ExecuteNonQueryAsync(cancellationToken);
+            int created = 0, recalculated = 0;
+            var touched = new List<string>();
+            var added = new List<BilledLine>();
+            try
+            {
+                foreach (var item in items)
+                {
+                    var lockedDraft = await LockInvoiceAsync(connection, tenant, subscription.Id, item.Date, cancellationToken);
+                    if (lockedDraft is { Status: not "draft" })
+                        continue;
+                    string invoiceId = lockedDraft?.Id ?? "inv_" + Guid.CreateVersion7().ToString("N");
+                    var lines = await LinesAsync(run, subscription, plans, item, invoiceId, billed.Concat(added), connection, cancellationToken);
+                    decimal total = lines.Sum(l => l.Amount);
+                    if (lockedDraft is null)
+                    {
+                        // Claims the billing date; a concurrent run blocks here until this transaction ends, then finds the row.
+                        await using var claim = CatalogStore.Command(connection, """
+                            INSERT INTO invoices (tenant_id, id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, status, total, finalize_after)
+                            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'draft', $10, $11) ON CONFLICT (tenant_id, subscription_id, billing_date) DO NOTHING
+                            """, tenant, invoiceId, subscription.Id, subscription.CustomerId, item.Date, Reason(item.Kind), item.Period.Start, item.Period.End,
+                            plans[subscription.Phases[0]].CurrencyCode, total, Midnight(item.Date).AddDays(run.Settings.GracePeriodDays));
+                        if (await claim.ExecuteNonQueryAsync(cancellationToken) == 0)
+                            continue;
+                        await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventNames.InvoiceCreated, invoiceId, cancellationToken);
+                        created++;
+                    }
+                    else
+                    {
+                        await using (var clear = CatalogStore.Command(connection, "DELETE FROM invoice_lines WHERE tenant_id = $1 AND invoice_id = $2", tenant, invoiceId))
+                            await clear.ExecuteNonQueryAsync(cancellationToken);
+                        await using (var update = CatalogStore.Command(connection, "UPDATE invoices SET total = $3 WHERE tenant_id = $1 AND id = $2", tenant, invoiceId, total))
+                            await update.ExecuteNonQueryAsync(cancellationToken);
+                        recalculated++;
+                    }
+                    await InsertLinesAsync(connection, tenant, invoiceId, lines, cancellationToken);
+                    added.AddRange(lines.Where(l => l.AdjustsInvoice is not null).Select(l => new BilledLine(subscription.Id, invoiceId, "draft", item.Date, item.Period,
+                        l.Kind, new PhaseRow(0, l.PlanCode, l.PlanVersion, l.ServiceFrom, l.ServiceTo), l.Meter!, l.Quantity, l.AdjustsInvoice)));
+                    touched.Add(invoiceId);
+                }
+                await using var release = CatalogStore.Command(connection, "RELEASE SAVEPOINT subscription");
+                await release.ExecuteNonQueryAsync(cancellationToken);
+            }
+            catch (Exception e) when (e is BillingUsageException or PlanValidationException or ArgumentException)
+            {
+                await using (var rollback = CatalogStore.Command(connection, "ROLLBACK TO SAVEPOINT subscription"))
+                    await rollback.ExecuteNonQueryAsync(cancellationToken);
+                logger.LogWarning("Billing subscription {Subscription} of tenant {Tenant} failed: {Message}", subscription.Id, tenant, e.Message);
+                outcome.Failures.Add((subscription.Id, e.Message));
+                continue;
+            }
+            outcome.Created += created;
+            outcome.Recalculated += recalculated;
+            outcome.Touched.AddRange(touched);
+            billed.AddRange(added);
         }
         await transaction.CommitAsync(cancellationToken);
-        return outcome with { Created = created, Recalculated = recalculated };
+        return outcome;
+    }
+
+    /// <summary>How far back a billing date's late-usage comparison looks: one period plus the late-usage window.</summary>
+    private DateOnly Since(Item item) => item.Date.AddDays(-(item.Period.Days + (int)Math.Ceiling(options.Value.LateUsageWindow.TotalDays)));
+
+    /// <summary>The usage and adjustment lines of the subscriptions' invoices (not void) whose range ends after <paramref name="since"/>.</summary>
+    private static async Task<List<BilledLine>> BilledLinesAsync(NpgsqlConnection connection, string tenant, DateOnly since, string[] subscriptions,
+        CancellationToken cancellationToken)
+    {
+        await using var command = CatalogStore.Command(connection, """
+            SELECT i.subscription_id, i.id, i.status, i.billing_date, i.period_start, i.period_end, l.kind, l.plan_code, l.plan_version,
+                   l.service_from, l.service_to, l.meter, l.quantity, l.adjusts_invoice
+            FROM invoices i JOIN invoice_lines l ON l.tenant_id = i.tenant_id AND l.invoice_id = i.id
+            WHERE i.tenant_id = $1 AND i.subscription_id = ANY($2) AND i.status <> 'void'
+              AND l.kind IN ('usage', 'late_usage_adjustment') AND l.meter IS NOT NULL AND l.service_to > $3
+            ORDER BY i.billing_date, l.line_number
+            """, tenant, subscriptions, since);
+        return await CatalogStore.ReadAllAsync(command, r => new BilledLine(r.GetString(0), r.GetString(1), r.GetString(2), r.GetFieldValue<DateOnly>(3),
+            new BillingPeriod(r.GetFieldValue<DateOnly>(4), r.GetFieldValue<DateOnly>(5)), r.GetString(6),
+            new PhaseRow(0, r.GetString(7), r.GetInt32(8), r.GetFieldValue<DateOnly>(9), r.GetFieldValue<DateOnly>(10)),
+            r.GetString(11), r.GetDecimal(12), r.IsDBNull(13) ? null : r.GetString(13)), cancellationToken);
     }
 
     private static string Reason(ItemKind kind) => kind switch
@@ -245,9 +329,10 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         return items;
     }
 
-    private async Task<List<PendingLine>> LinesAsync(NpgsqlConnection connection, string tenant, SubscriptionRow subscription,
-        Dictionary<PhaseRow, PlanVersion> plans, Item item, string invoiceId, RoundingMode rounding, CancellationToken cancellationToken)
+    private async Task<List<PendingLine>> LinesAsync(RunContext run, SubscriptionRow subscription, Dictionary<PhaseRow, PlanVersion> plans, Item item,
+        string invoiceId, IEnumerable<BilledLine> billed, NpgsqlConnection connection, CancellationToken cancellationToken)
     {
+        var rounding = run.Settings.Rounding;
         var lines = new List<PendingLine>();
         var end = subscription.EndDate;
         var interval = plans[subscription.Phases[0]].Interval;
@@ -279,7 +364,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                         if (from >= to)
                             continue;
                         var plan = plans[phase];
-                        var quantities = await QuantitiesAsync(tenant, subscription.CustomerId, plan, from, to, cancellationToken);
+                        var quantities = await QuantitiesAsync(run, subscription.CustomerId, plan, from, to, cancellationToken);
                         Add(lines, plan, Rater.RatePeriod(plan, item.Period, from, to, quantities, rounding, LineSelection.InArrearsFees | LineSelection.Usage));
                     }
                     if (item.Kind == ItemKind.SubscriptionEnd)
@@ -299,7 +384,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                         Add(lines, plans[phase], Rater.RatePeriod(plans[phase], next, item.Date, to, NoUsage, rounding, LineSelection.InAdvanceFees));
                     }
                     if (item.Kind == ItemKind.PeriodEnd || item.Kind == ItemKind.SubscriptionEnd)
-                        lines.AddRange(await LateUsageAdjustmentsAsync(connection, tenant, subscription, item, invoiceId, rounding, cancellationToken));
+                        lines.AddRange(await LateUsageAdjustmentsAsync(run, subscription, item, invoiceId, billed, connection, cancellationToken));
                     break;
                 }
         }
@@ -308,39 +393,29 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
 
     /// <summary>
     /// For each earlier, final invoice of the subscription whose usage could still change (its range ended within the
-    /// backdating limit plus one period of this billing date): the usage now against the usage billed so far (the
-    /// invoice's usage lines plus the adjustments made since), rated under the plan of that range; every line whose
-    /// amount or quantity moved becomes an adjustment line.
+    /// late-usage window plus one period of this billing date): the usage now against the usage billed so far (the
+    /// invoice's usage lines plus the adjustments made since on other invoices), rated under the plan of that range;
+    /// every line whose amount or quantity moved becomes an adjustment line.
     /// </summary>
-    private async Task<List<PendingLine>> LateUsageAdjustmentsAsync(NpgsqlConnection connection, string tenant, SubscriptionRow subscription, Item item,
-        string invoiceId, RoundingMode rounding, CancellationToken cancellationToken)
+    private async Task<List<PendingLine>> LateUsageAdjustmentsAsync(RunContext run, SubscriptionRow subscription, Item item, string invoiceId,
+        IEnumerable<BilledLine> billed, NpgsqlConnection connection, CancellationToken cancellationToken)
     {
-        var since = item.Date.AddDays(-(item.Period.Days + (int)Math.Ceiling(options.Value.LateUsageWindow.TotalDays)));
-        await using var command = CatalogStore.Command(connection, """
-            SELECT i.id, i.period_start, i.period_end, l.plan_code, l.plan_version, l.service_from, l.service_to, l.meter, l.quantity,
-                   coalesce((SELECT sum(a.quantity) FROM invoice_lines a JOIN invoices ai ON ai.tenant_id = a.tenant_id AND ai.id = a.invoice_id
-                             WHERE a.tenant_id = l.tenant_id AND a.adjusts_invoice = l.invoice_id AND a.meter = l.meter
-                               AND a.service_from = l.service_from AND a.service_to = l.service_to AND ai.status <> 'void' AND ai.id <> $4), 0)
-            FROM invoices i JOIN invoice_lines l ON l.tenant_id = i.tenant_id AND l.invoice_id = i.id
-            WHERE i.tenant_id = $1 AND i.subscription_id = $2 AND i.status IN ('finalized', 'paid') AND i.billing_date < $3
-              AND l.kind = 'usage' AND l.service_to > $5
-            ORDER BY i.billing_date, l.service_from, l.line_number
-            """, tenant, subscription.Id, item.Date, invoiceId, since);
-        var billed = await CatalogStore.ReadAllAsync(command, r => (Invoice: r.GetString(0), Period: new BillingPeriod(r.GetFieldValue<DateOnly>(1), r.GetFieldValue<DateOnly>(2)),
-            Phase: new PhaseRow(0, r.GetString(3), r.GetInt32(4), r.GetFieldValue<DateOnly>(5), r.GetFieldValue<DateOnly>(6)),
-            Meter: r.GetString(7), Quantity: r.GetDecimal(8) + r.GetDecimal(9)), cancellationToken);
-
+        var since = Since(item);
+        var mine = billed.Where(b => b.SubscriptionId == subscription.Id).ToList();
+        var bases = mine.Where(b => b.Kind == "usage" && b.Status is "finalized" or "paid" && b.BillingDate < item.Date && b.Range.EndsOn > since);
         var lines = new List<PendingLine>();
-        foreach (var range in billed.GroupBy(b => (b.Invoice, b.Period, b.Phase)))
+        foreach (var range in bases.GroupBy(b => (b.InvoiceId, b.Period, b.Range)))
         {
             var (adjusted, period, phase) = range.Key;
-            var plan = await BillingPlans.PhasePlanAsync(connection, tenant, phase, cancellationToken);
-            var before = range.ToDictionary(b => b.Meter, b => new ChargeUsage(b.Quantity));
-            var now = await QuantitiesAsync(tenant, subscription.CustomerId, plan, phase.StartsOn, phase.EndsOn!.Value, cancellationToken);
+            var plan = await BillingPlans.PhasePlanAsync(connection, run.Tenant, phase, cancellationToken);
+            var before = range.ToDictionary(b => b.Meter, b => new ChargeUsage(b.Quantity + mine
+                .Where(a => a.Kind == "late_usage_adjustment" && a.AdjustsInvoice == adjusted && a.InvoiceId != invoiceId && a.Meter == b.Meter && a.Range == phase)
+                .Sum(a => a.Quantity)));
+            var now = await QuantitiesAsync(run, subscription.CustomerId, plan, phase.StartsOn, phase.EndsOn!.Value, cancellationToken);
             if (before.All(b => now.TryGetValue(b.Key, out var q) && q.Quantity == b.Value.Quantity))
                 continue;
-            var old = Rater.RatePeriod(plan, period, phase.StartsOn, phase.EndsOn.Value, before, rounding, LineSelection.Usage);
-            var current = Rater.RatePeriod(plan, period, phase.StartsOn, phase.EndsOn.Value, now, rounding, LineSelection.Usage);
+            var old = Rater.RatePeriod(plan, period, phase.StartsOn, phase.EndsOn.Value, before, run.Settings.Rounding, LineSelection.Usage);
+            var current = Rater.RatePeriod(plan, period, phase.StartsOn, phase.EndsOn.Value, now, run.Settings.Rounding, LineSelection.Usage);
             foreach (var line in current.Lines)
             {
                 var was = old.Lines.FirstOrDefault(l => l.Code == line.Code && l.Kind == line.Kind);
@@ -359,15 +434,17 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
 
     private static readonly Dictionary<string, ChargeUsage> NoUsage = [];
 
-    /// <summary>The quantity of each of the plan's metered charges for the customer over the UTC days <c>[from, to)</c>.</summary>
-    private async Task<Dictionary<string, ChargeUsage>> QuantitiesAsync(string tenant, string customer, PlanVersion plan, DateOnly from, DateOnly to,
+    /// <summary>The quantity of each of the plan's metered charges for the customer over the UTC days <c>[from, to)</c>,
+    /// from the run's usage: the first subscription that needs a (meter, range) reads it for every customer.</summary>
+    private async Task<Dictionary<string, ChargeUsage>> QuantitiesAsync(RunContext run, string customer, PlanVersion plan, DateOnly from, DateOnly to,
         CancellationToken cancellationToken)
     {
         var quantities = new Dictionary<string, ChargeUsage>(plan.Charges.Length);
         foreach (var charge in plan.Charges)
         {
-            decimal quantity = await usage.GetQuantityAsync(tenant, charge.Meter.Code, customer, Midnight(from), Midnight(to), cancellationToken);
-            quantities[charge.Meter.Code] = new ChargeUsage(quantity);
+            var all = await run.Usage.GetOrAdd((charge.Meter.Code, from, to), key => new Lazy<Task<IReadOnlyDictionary<string, decimal>>>(
+                () => usage.GetQuantitiesAsync(run.Tenant, key.Meter, Midnight(key.From), Midnight(key.To), CancellationToken.None))).Value.WaitAsync(cancellationToken);
+            quantities[charge.Meter.Code] = new ChargeUsage(all.TryGetValue(customer, out var quantity) ? quantity : 0m);
         }
         return quantities;
     }

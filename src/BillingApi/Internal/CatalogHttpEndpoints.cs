@@ -21,21 +21,21 @@ internal sealed class CatalogHttpEndpoints(IApiKeyStore keys, BillingDatabase da
 
     public void Map(IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/v1/billing-settings", GetSettingsAsync);
-        endpoints.MapPost("/v1/billing-settings", SetSettingsAsync);
-        endpoints.MapPost("/v1/customers", CreateCustomerAsync);
-        endpoints.MapGet("/v1/customers", ListCustomersAsync);
-        endpoints.MapGet("/v1/customers/{id}", GetCustomerAsync);
-        endpoints.MapPost("/v1/plans", CreatePlanAsync);
-        endpoints.MapGet("/v1/plans", ListPlansAsync);
-        endpoints.MapGet("/v1/plans/{code}", GetPlanAsync);
-        endpoints.MapPost("/v1/plans/{code}/versions", AddVersionAsync);
-        endpoints.MapGet("/v1/plans/{code}/versions/{version:int}", GetVersionAsync);
-        endpoints.MapPost("/v1/subscriptions", CreateSubscriptionAsync);
-        endpoints.MapGet("/v1/subscriptions", ListSubscriptionsAsync);
-        endpoints.MapGet("/v1/subscriptions/{id}", GetSubscriptionAsync);
-        endpoints.MapPost("/v1/subscriptions/{id}/cancel", CancelSubscriptionAsync);
-        endpoints.MapPost("/v1/subscriptions/{id}/change-plan", ChangePlanAsync);
+        endpoints.MapGet("/v1/billing-settings", ApiDocs.Handler(GetSettingsAsync)).Reads<SettingsBody>("Settings", "The tenant's rounding mode and grace period");
+        endpoints.MapPost("/v1/billing-settings", ApiDocs.Handler(SetSettingsAsync)).Writes<SettingsRequest, SettingsBody>("Settings", "Sets the rounding mode and grace period", 200);
+        endpoints.MapPost("/v1/customers", ApiDocs.Handler(CreateCustomerAsync)).Writes<CustomerRequest, CustomerBody>("Customers", "Creates a customer");
+        endpoints.MapGet("/v1/customers", ApiDocs.Handler(ListCustomersAsync)).Reads<PageBody<CustomerBody>>("Customers", "Lists customers (cursor pages)");
+        endpoints.MapGet("/v1/customers/{id}", GetCustomerAsync).Reads<CustomerBody>("Customers", "Reads a customer");
+        endpoints.MapPost("/v1/plans", ApiDocs.Handler(CreatePlanAsync)).Writes<PlanRequest, PlanBody>("Plans", "Creates a plan with its first version");
+        endpoints.MapGet("/v1/plans", ApiDocs.Handler(ListPlansAsync)).Reads<PageBody<PlanBody>>("Plans", "Lists plans");
+        endpoints.MapGet("/v1/plans/{code}", GetPlanAsync).Reads<PlanBody>("Plans", "Reads a plan and its versions");
+        endpoints.MapPost("/v1/plans/{code}/versions", AddVersionAsync).Writes<PlanDefinition, PlanVersionBody>("Plans", "Adds the plan's next version");
+        endpoints.MapGet("/v1/plans/{code}/versions/{version:int}", GetVersionAsync).Reads<PlanVersionBody>("Plans", "Reads one version of a plan");
+        endpoints.MapPost("/v1/subscriptions", ApiDocs.Handler(CreateSubscriptionAsync)).Writes<SubscriptionRequest, SubscriptionBody>("Subscriptions", "Subscribes a customer to a plan version");
+        endpoints.MapGet("/v1/subscriptions", ApiDocs.Handler(ListSubscriptionsAsync)).Reads<PageBody<SubscriptionBody>>("Subscriptions", "Lists subscriptions (filter: customer)");
+        endpoints.MapGet("/v1/subscriptions/{id}", GetSubscriptionAsync).Reads<SubscriptionBody>("Subscriptions", "Reads a subscription and its plan phases");
+        endpoints.MapPost("/v1/subscriptions/{id}/cancel", CancelSubscriptionAsync).Writes<CancelRequest, SubscriptionBody>("Subscriptions", "Cancels at period end or on a day", 200);
+        endpoints.MapPost("/v1/subscriptions/{id}/change-plan", ChangePlanAsync).Writes<ChangePlanRequest, SubscriptionBody>("Subscriptions", "Moves to another plan version from a day, prorated", 200);
     }
 
     // Settings
@@ -141,6 +141,7 @@ internal sealed class CatalogHttpEndpoints(IApiKeyStore keys, BillingDatabase da
         if (request.Version is null)
             errors.Add(("version", "version is required: the plan's first version (currency, interval, fees, charges)."));
         var plan = request.Version?.ToPlanVersion(request.Code ?? "", 1, meter => usage.FindMeter(caller.TenantId, meter), errors);
+        CheckEntitlementMeters(caller.TenantId, plan, errors);
         if (errors.Count > 0 || plan is null)
         {
             await ApiHttp.WriteAsync(http, ApiHttp.Invalid(Prefixed(errors, request.Version)));
@@ -153,6 +154,16 @@ internal sealed class CatalogHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             var version = await CatalogStore.AddVersionAsync(connection, caller.TenantId, request.Code!, request.Version!, ct);
             return new PostOutcome(new ApiResult(201, new PlanBody(request.Code!, request.Name!, version.Version, [ToBody(version)])));
         });
+    }
+
+    /// <summary>An entitlement limits one of the tenant's meters.</summary>
+    private void CheckEntitlementMeters(string tenant, PlanVersion? plan, List<(string Field, string Message)> errors)
+    {
+        for (int i = 0; i < (plan?.Entitlements.Length ?? 0); i++)
+        {
+            if (usage.FindMeter(tenant, plan!.Entitlements[i].MeterCode) is null)
+                errors.Add(($"entitlements[{i}].meter", $"there is no meter '{PlanDefinition.Truncate(plan.Entitlements[i].MeterCode)}'; create it first (POST /v1/meters)."));
+        }
     }
 
     /// <summary>The plan's fields sit under <c>version</c> in a create request.</summary>
@@ -193,7 +204,9 @@ internal sealed class CatalogHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             || await ApiHttp.ReadAsync<PlanDefinition>(http) is not ({ } body, { } definition))
             return;
         var errors = new List<(string Field, string Message)>();
-        if (definition.ToPlanVersion(code, 1, meter => usage.FindMeter(caller.TenantId, meter), errors) is null)
+        var plan = definition.ToPlanVersion(code, 1, meter => usage.FindMeter(caller.TenantId, meter), errors);
+        CheckEntitlementMeters(caller.TenantId, plan, errors);
+        if (plan is null || errors.Count > 0)
         {
             await ApiHttp.WriteAsync(http, ApiHttp.Invalid(errors));
             return;
@@ -254,7 +267,8 @@ internal sealed class CatalogHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             await CatalogStore.CreateSubscriptionAsync(connection, caller.TenantId, id, customer.Id, version.PlanCode, version.Version, start!.Value,
                 anchor ?? start.Value, ct);
             var created = await CatalogStore.GetSubscriptionAsync(connection, caller.TenantId, id, forUpdate: false, ct);
-            return new PostOutcome(new ApiResult(201, ToBody(created!)));
+            var plan = version.ToPlanVersion();
+            return new PostOutcome(new ApiResult(201, ToBody(created!))) { AfterCommit = c => ApplyLimitsAsync(caller.TenantId, customer.Id, plan, c) };
         });
     }
 
@@ -362,9 +376,18 @@ internal sealed class CatalogHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             if (problem is not null)
                 return new PostOutcome(ApiHttp.BadRequest(problem, problem.StartsWith("effectiveDate", StringComparison.Ordinal) ? "effectiveDate" : "plan"));
             await CatalogStore.ChangePlanAsync(connection, caller.TenantId, subscription, target.PlanCode, target.Version, on!.Value, ct);
-            return new PostOutcome(new ApiResult(200, ToBody((await CatalogStore.GetSubscriptionAsync(connection, caller.TenantId, id, forUpdate: false, ct))!)));
+            return new PostOutcome(new ApiResult(200, ToBody((await CatalogStore.GetSubscriptionAsync(connection, caller.TenantId, id, forUpdate: false, ct))!)))
+            {
+                AfterCommit = c => ApplyLimitsAsync(caller.TenantId, subscription.CustomerId, next, c),
+            };
         });
     }
+
+    /// <summary>The plan's entitlements become the customer's limits in the aggregator's entitlement checks. They follow the
+    /// latest subscription or plan change made through the API (a customer with several subscriptions gets those of the
+    /// last one); limits are per calendar month in the aggregator.</summary>
+    private Task ApplyLimitsAsync(string tenant, string customer, PlanVersion plan, CancellationToken cancellationToken) =>
+        usage.ApplyLimitsAsync(tenant, customer, plan.Entitlements.ToDictionary(e => e.MeterCode, e => e.Limit), cancellationToken);
 
     private static SubscriptionBody ToBody(SubscriptionRow s) => new(s.Id, s.CustomerId, s.Phases[^1].PlanCode, s.Phases[^1].PlanVersion,
         ApiHttp.Date(s.StartDate), ApiHttp.Date(s.BillingAnchor), s.EndDate is { } e ? ApiHttp.Date(e) : null, s.CancelAtPeriodEnd,

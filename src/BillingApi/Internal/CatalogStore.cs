@@ -213,7 +213,7 @@ internal static class CatalogStore
         ListSubscriptionsAsync(connection, tenant, "($2::text IS NULL OR customer_id = $2) AND ($3::text IS NULL OR id > $3)", customer, limit,
             forUpdate: false, cancellationToken, after);
 
-    private static async Task<List<SubscriptionRow>> ListSubscriptionsAsync(NpgsqlConnection connection, string tenant, string filter, string? value,
+    private static async Task<List<SubscriptionRow>> ListSubscriptionsAsync(NpgsqlConnection connection, string tenant, string filter, object? value,
         int limit, bool forUpdate, CancellationToken cancellationToken, string? after = null)
     {
         var args = new List<object?> { tenant, value };
@@ -236,6 +236,10 @@ internal static class CatalogStore
             r.GetFieldValue<DateOnly>(4), r.IsDBNull(5) ? null : r.GetFieldValue<DateOnly>(5))), cancellationToken)).ToLookup(p => p.Id, p => p.Phase);
         return heads.Select(h => h with { Phases = byId[h.Id].ToList() }).ToList();
     }
+
+    /// <summary>The subscriptions with these ids (those that exist), ordered by id, with their phases.</summary>
+    public static Task<List<SubscriptionRow>> LoadSubscriptionsAsync(NpgsqlConnection connection, string tenant, string[] ids, CancellationToken cancellationToken) =>
+        ListSubscriptionsAsync(connection, tenant, "id = ANY($2::text[])", ids, ids.Length, forUpdate: false, cancellationToken);
 
     public static async Task SetEndAsync(NpgsqlConnection connection, string tenant, string id, DateOnly end, bool atPeriodEnd, CancellationToken cancellationToken)
     {

@@ -11,6 +11,9 @@ namespace AlphaMesh.BillingApi.Internal;
 internal readonly record struct PostOutcome(ApiResult Response, ApiResult Stored)
 {
     public PostOutcome(ApiResult response) : this(response, response) { }
+
+    /// <summary>Runs once the change has committed (not on a replay): for effects outside the database.</summary>
+    public Func<CancellationToken, Task>? AfterCommit { get; init; }
 }
 
 /// <summary>
@@ -64,6 +67,8 @@ internal sealed class IdempotentPost(BillingDatabase database, IOptions<BillingO
             await store.ExecuteNonQueryAsync(cancellationToken);
         }
         await transaction.CommitAsync(cancellationToken);
+        if (outcome.AfterCommit is { } afterCommit)
+            await afterCommit(cancellationToken);
         await ApiHttp.WriteAsync(http, outcome.Response);
     }
 

@@ -20,14 +20,17 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
 
     public void Map(IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapPost("/v1/billing-runs", RunAsync);
-        endpoints.MapGet("/v1/invoices", ListAsync);
-        endpoints.MapGet("/v1/invoices/{id}", GetAsync);
-        endpoints.MapPost("/v1/invoices/{id}/finalize", (HttpContext http, string id) => TransitionAsync(http, id, "finalize"));
-        endpoints.MapPost("/v1/invoices/{id}/pay", (HttpContext http, string id) => TransitionAsync(http, id, "pay"));
-        endpoints.MapPost("/v1/invoices/{id}/void", (HttpContext http, string id) => TransitionAsync(http, id, "void"));
-        endpoints.MapPost("/v1/invoices/{id}/credit-notes", CreateCreditNoteAsync);
-        endpoints.MapGet("/v1/customers/{id}/usage/current", CurrentUsageAsync);
+        endpoints.MapPost("/v1/billing-runs", ApiDocs.Handler(RunAsync)).Writes<RunRequest, RunBody>("Invoices", "Bills every due period up to asOf", 200);
+        endpoints.MapGet("/v1/invoices", ApiDocs.Handler(ListAsync)).Reads<PageBody<InvoiceBody>>("Invoices", "Lists invoices (filters: customer, subscription, status)");
+        endpoints.MapGet("/v1/invoices/{id}", GetAsync).Reads<InvoiceBody>("Invoices", "Reads an invoice with its lines and credit notes");
+        endpoints.MapPost("/v1/invoices/{id}/finalize", (HttpContext http, string id) => TransitionAsync(http, id, "finalize"))
+            .Writes<EmptyRequest, InvoiceBody>("Invoices", "Finalizes a draft now (numbered)", 200);
+        endpoints.MapPost("/v1/invoices/{id}/pay", (HttpContext http, string id) => TransitionAsync(http, id, "pay"))
+            .Writes<EmptyRequest, InvoiceBody>("Invoices", "Marks a finalized invoice paid", 200);
+        endpoints.MapPost("/v1/invoices/{id}/void", (HttpContext http, string id) => TransitionAsync(http, id, "void"))
+            .Writes<EmptyRequest, InvoiceBody>("Invoices", "Voids a finalized invoice", 200);
+        endpoints.MapPost("/v1/invoices/{id}/credit-notes", CreateCreditNoteAsync).Writes<CreditNoteRequest, CreditNoteBody>("Invoices", "Credits a finalized or paid invoice, whole or by line");
+        endpoints.MapGet("/v1/customers/{id}/usage/current", CurrentUsageAsync).Reads<CurrentUsageBody>("Customers", "The running period's usage and what it would be invoiced at now");
     }
 
     /// <summary><c>{asOf, subscription?}</c>: bills every due period up to <c>asOf</c> (RFC 3339; default now).</summary>
@@ -269,7 +272,7 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             }
             result.Add(new CurrentBody(subscription.Id, ApiHttp.Date(period.Start), ApiHttp.Date(period.End), firstPlan.CurrencyCode, ApiHttp.Decimal(total), lines));
         }
-        await ApiHttp.WriteAsync(http, new ApiResult(200, new { data = result }));
+        await ApiHttp.WriteAsync(http, new ApiResult(200, new CurrentUsageBody(result)));
     }
 
     private static DateOnly Later(DateOnly a, DateOnly b) => a > b ? a : b;
@@ -321,6 +324,11 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
         return await CatalogStore.ReadAllAsync(command, r => new CreditNoteBody(r.GetString(0), invoiceId, r.GetString(1), ApiHttp.Decimal(r.GetDecimal(2)),
             r.GetString(3), ApiHttp.Rfc3339(r.GetDateTime(4)), JsonSerializer.Deserialize<JsonElement>(r.GetString(5))), cancellationToken);
     }
+
+    /// <summary>The body of a state change: none (an empty body or <c>{}</c>).</summary>
+    private sealed class EmptyRequest;
+
+    private sealed record CurrentUsageBody(IReadOnlyList<CurrentBody> Data);
 
     private sealed class RunRequest
     {

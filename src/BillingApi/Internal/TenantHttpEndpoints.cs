@@ -20,12 +20,12 @@ internal sealed class TenantHttpEndpoints(IApiKeyStore keys, PostgresApiKeyStore
 
     public void Map(IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapPost("/v1/tenants", CreateTenantAsync);
-        endpoints.MapGet("/v1/tenants", ListTenantsAsync);
-        endpoints.MapGet("/v1/tenants/{tenant}", GetTenantAsync);
-        endpoints.MapPost("/v1/tenants/{tenant}/api-keys", CreateKeyAsync);
-        endpoints.MapGet("/v1/tenants/{tenant}/api-keys", ListKeysAsync);
-        endpoints.MapDelete("/v1/tenants/{tenant}/api-keys/{id}", RevokeKeyAsync);
+        endpoints.MapPost("/v1/tenants", ApiDocs.Handler(CreateTenantAsync)).Writes<CreateTenantRequest, TenantBody>("Tenants", "Creates a tenant (operator only)");
+        endpoints.MapGet("/v1/tenants", ApiDocs.Handler(ListTenantsAsync)).Reads<PageBody<TenantBody>>("Tenants", "Lists tenants");
+        endpoints.MapGet("/v1/tenants/{tenant}", GetTenantAsync).Reads<TenantBody>("Tenants", "Reads a tenant");
+        endpoints.MapPost("/v1/tenants/{tenant}/api-keys", CreateKeyAsync).Writes<CreateKeyRequest, ApiKeyBody>("Tenants", "Issues an API key (shown once)");
+        endpoints.MapGet("/v1/tenants/{tenant}/api-keys", ListKeysAsync).Reads<PageBody<ApiKeyBody>>("Tenants", "Lists a tenant's keys (prefix only)");
+        endpoints.MapDelete("/v1/tenants/{tenant}/api-keys/{id}", RevokeKeyAsync).Reads<ApiKeyBody>("Tenants", "Revokes a key");
     }
 
     private bool IsOperator(ApiPrincipal principal) => principal.TenantId == options.Value.OperatorTenant;

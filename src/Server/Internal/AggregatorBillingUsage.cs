@@ -28,11 +28,18 @@ internal sealed class AggregatorBillingUsage(IMeterCatalog meters, IAggregator a
     };
 
     public async Task<decimal> GetQuantityAsync(string tenant, string meterKey, string customer, DateTimeOffset from, DateTimeOffset to,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken) =>
+        (await QueryAsync(tenant, meterKey, customer, from, to, cancellationToken)).TryGetValue(customer, out var quantity) ? quantity : 0m;
+
+    public Task<IReadOnlyDictionary<string, decimal>> GetQuantitiesAsync(string tenant, string meterKey, DateTimeOffset from, DateTimeOffset to,
+        CancellationToken cancellationToken) => QueryAsync(tenant, meterKey, null, from, to, cancellationToken);
+
+    private async Task<IReadOnlyDictionary<string, decimal>> QueryAsync(string tenant, string meterKey, string? customer, DateTimeOffset from,
+        DateTimeOffset to, CancellationToken cancellationToken)
     {
         var meter = meters.Find(tenant, meterKey) ?? throw new BillingUsageException($"tenant '{tenant}' has no meter '{meterKey}'");
         if (to <= from)
-            return 0m;
+            return new Dictionary<string, decimal>();
         bool oneMonth = from.Offset == TimeSpan.Zero && from.Day == 1 && from.TimeOfDay == TimeSpan.Zero && to == from.AddMonths(1);
         if (!oneMonth && meter.Aggregation is Aggregation.Avg or Aggregation.UniqueCount)
             throw new BillingUsageException($"meter '{meterKey}' ({meter.Aggregation}) can be billed exactly only over whole calendar months; " +
@@ -55,16 +62,27 @@ internal sealed class AggregatorBillingUsage(IMeterCatalog meters, IAggregator a
         {
             throw new BillingUsageException($"usage of meter '{meterKey}' for [{from:O}, {to:O}): {e.Message}");
         }
-        var rows = result.Rows;
-        if (rows.Count == 0)
-            return 0m;
-        return meter.Aggregation switch
+        // Rows come ordered by customer, then window start.
+        var quantities = new Dictionary<string, decimal>();
+        foreach (var rows in result.Rows.GroupBy(r => r.Customer))
         {
-            Aggregation.Min => rows.Min(r => r.Value),
-            Aggregation.Max => rows.Max(r => r.Value),
-            // Rows come ordered by window start: the latest window holds the latest reading.
-            Aggregation.Latest => rows[^1].Value,
-            _ => rows.Sum(r => r.Value),
-        };
+            quantities[rows.Key] = meter.Aggregation switch
+            {
+                Aggregation.Min => rows.Min(r => r.Value),
+                Aggregation.Max => rows.Max(r => r.Value),
+                // The latest window holds the latest reading.
+                Aggregation.Latest => rows.Last().Value,
+                _ => rows.Sum(r => r.Value),
+            };
+        }
+        return quantities;
+    }
+
+    public async Task ApplyLimitsAsync(string tenant, string customer, IReadOnlyDictionary<string, decimal> limits, CancellationToken cancellationToken)
+    {
+        foreach (var stale in aggregator.Entitlements.ListLimits(tenant).Where(l => l.Customer == customer && !limits.ContainsKey(l.MeterKey)))
+            await aggregator.Entitlements.RemoveLimitAsync(tenant, stale.MeterKey, customer, cancellationToken);
+        foreach (var (meter, limit) in limits)
+            await aggregator.Entitlements.SetLimitAsync(new EntitlementLimit(tenant, meter, customer, limit), cancellationToken);
     }
 }
