@@ -59,7 +59,7 @@ internal sealed class WebhookDispatcher : BackgroundService
         _slots = new SemaphoreSlim(_options.MaxConcurrentDeliveries, _options.MaxConcurrentDeliveries);
     }
 
-    /// <summary>Makes the dispatcher look for work now (an enqueue on this server; NOTIFY does it for every server).</summary>
+    /// <summary>Makes the dispatcher look for work now: a NOTIFY (an event committed on any server) or free slots.</summary>
     public void Wake() => _wake.Writer.TryWrite(true);
 
     /// <summary>
