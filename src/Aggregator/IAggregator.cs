@@ -29,6 +29,18 @@ public interface IAggregator : IAsyncDisposable
 
     /// <summary>Completes when every partition has applied the events committed to the log when it was called.</summary>
     ValueTask WaitForCommittedAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>The first partition whose loop stopped on a failure (a disk or store error), null while every loop runs.
+    /// A stopped partition answers every request with <see cref="AggregatorStoppedException"/> until the server is
+    /// restarted, which recovers it from its last checkpoint.</summary>
+    AggregatorStoppedException? Failure { get; }
+}
+
+/// <summary>A partition's aggregator loop stopped on a failure; its usage cannot be answered until a restart.</summary>
+public sealed class AggregatorStoppedException(int partition, Exception cause)
+    : InvalidOperationException($"The aggregator of partition {partition} stopped: {cause.Message}", cause)
+{
+    public int Partition { get; } = partition;
 }
 
 /// <summary>Starts the aggregators.</summary>

@@ -64,6 +64,7 @@ public static class AlphaMeshHost
         builder.Services.AddSingleton(sp => AggregatorFactory.StartAsync(
             sp.GetRequiredService<IEventLog>(), sp.GetRequiredService<IMeterCatalog>(), aggregatorOptions).GetAwaiter().GetResult());
         builder.Services.AddSingleton<UsageReader>();
+        builder.Services.AddHealthChecks().AddCheck<AggregatorHealthCheck>("aggregator");
         builder.Services.AddSingleton<IBillingUsageSource, AggregatorBillingUsage>();
         builder.Services.AddSingleton<UsageHttpEndpoints>();
         builder.Services.AddAlphaMeshGrpcReflection(Usage.V1.UsageQuery.Descriptor);

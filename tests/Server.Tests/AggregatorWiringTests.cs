@@ -81,11 +81,56 @@ public sealed class AggregatorWiringTests
         public TenantCounters GetCounters(string tenant) => inner.GetCounters(tenant);
         public ValueTask CheckpointAsync(CancellationToken cancellationToken = default) => inner.CheckpointAsync(cancellationToken);
         public ValueTask WaitForCommittedAsync(CancellationToken cancellationToken = default) => inner.WaitForCommittedAsync(cancellationToken);
+        public AggregatorStoppedException? Failure => inner.Failure;
         public async ValueTask DisposeAsync()
         {
             lock (order)
                 order.Add("aggregator");
             await inner.DisposeAsync();
         }
+    }
+
+    [Fact]
+    public async Task StoppedPartition_UsageAndHealth_Answer503UnavailableAndUnhealthy()
+    {
+        // A test double for the one fault this machine cannot cause: a disk or store error inside FASTER that stops a
+        // partition's loop (running as root, file permissions do not stop writes). It answers like a stopped partition.
+        using var data = new TempDirectory();
+        await using var server = await InProcessServer.StartAsync(dataDirectory: data.Path, services: services =>
+            services.AddSingleton<IAggregator>(sp => new StoppedAggregator(AggregatorFactory.StartAsync(
+                sp.GetRequiredService<IEventLog>(), sp.GetRequiredService<IMeterCatalog>(), sp.GetRequiredService<AggregatorOptions>())
+                .GetAwaiter().GetResult())));
+        using var api = new UsageApi(server);
+        await api.CreateMeterAsync(new { key = "calls", eventType = "api_call", aggregation = "COUNT" });
+
+        var (status, body) = await api.GetJsonAsync("/v1/meters/calls/usage?from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z");
+        var grpc = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () => await api.Query.GetUsageAsync(new AlphaMesh.Usage.V1.GetUsageRequest
+        {
+            Meter = "calls",
+            From = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(new DateTimeOffset(2026, 11, 1, 0, 0, 0, TimeSpan.Zero)),
+            To = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(new DateTimeOffset(2026, 11, 2, 0, 0, 0, TimeSpan.Zero)),
+        }, Requests.Auth(ServerSettings.ReadOnlyKey)));
+        using var http = new HttpClient { BaseAddress = server.Settings.RestAddress };
+        using var health = await http.GetAsync("/healthz");
+
+        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, status);
+        Assert.Equal("unavailable", body.GetProperty("error").GetProperty("code").GetString());
+        Assert.Contains("partition 1 stopped", body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal(Grpc.Core.StatusCode.Unavailable, grpc.StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, health.StatusCode);
+    }
+
+    private sealed class StoppedAggregator(IAggregator inner) : IAggregator, IUsageQuery
+    {
+        private readonly AggregatorStoppedException _failure = new(1, new IOException("No space left on device"));
+        public IUsageQuery Usage => this;
+        public IEntitlementService Entitlements => inner.Entitlements;
+        public long MalformedRecords => inner.MalformedRecords;
+        public TenantCounters GetCounters(string tenant) => inner.GetCounters(tenant);
+        public ValueTask CheckpointAsync(CancellationToken cancellationToken = default) => inner.CheckpointAsync(cancellationToken);
+        public ValueTask WaitForCommittedAsync(CancellationToken cancellationToken = default) => inner.WaitForCommittedAsync(cancellationToken);
+        public AggregatorStoppedException? Failure => _failure;
+        public ValueTask<UsageResult> QueryAsync(UsageQuery query, CancellationToken cancellationToken = default) => ValueTask.FromException<UsageResult>(_failure);
+        public ValueTask DisposeAsync() => inner.DisposeAsync();
     }
 }

@@ -191,6 +191,11 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
 
         await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthEnd) + "T00:00:00Z" });
         var invoices = await InvoicesAsync(customer);
+        // What the month would have cost on Pro throughout: the fee and 1,850 calls, all included.
+        var (simulated, simulation) = await GetAsync($"/v1/customers/{customer}/simulate?plan=pro-{_run}&periodStart={Day(fixture.MonthStart)}");
+        Assert.Equal(HttpStatusCode.OK, simulated);
+        Assert.Equal(ProFee + ProUsage(1_850), Total(simulation!));
+        Assert.Equal(invoices.Count, (await InvoicesAsync(customer)).Count);
         var upgrade = invoices.Single(i => i["reason"]!.GetValue<string>() == "plan_change");
         Assert.Equal(Prorated(ProFee, fixture.MonthDays - changeDay, fixture.MonthDays), Total(upgrade));
         var periodEnd = invoices.Single(i => i["reason"]!.GetValue<string>() == "period_end");
@@ -460,6 +465,7 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
         {
             (HttpMethod.Get, $"/v1/customers/{customer}", null),
             (HttpMethod.Get, $"/v1/customers/{customer}/usage/current", null),
+            (HttpMethod.Get, $"/v1/customers/{customer}/simulate?plan=pro-{_run}&periodStart={Day(fixture.MonthStart)}", null),
             (HttpMethod.Get, $"/v1/plans/pro-{_run}", null),
             (HttpMethod.Get, $"/v1/plans/pro-{_run}/versions/1", null),
             (HttpMethod.Post, $"/v1/plans/pro-{_run}/versions", new { currency = "USD", interval = "monthly" }),

@@ -85,6 +85,31 @@ public sealed class UsageQueryGrpcErrorTests(UsageQueryServerFixture fixture) : 
             Assert.True(httpMessage.Contains(word, StringComparison.Ordinal), $"{name}: HTTP '{httpMessage}' does not name '{word}'");
     }
 
+    [Theory]
+    [InlineData("2026-11-01")]
+    [InlineData("2026-11-01T00:00:00")]
+    [InlineData("11/01/2026 00:00:00")]
+    [InlineData("2026-11-01 00:00:00Z")]
+    [InlineData("2026-11-01T00:00:00+0100")]
+    public async Task GetUsageOverHttp_TimeThatIsNotRfc3339WithAZone_Returns400NamingIt(string from)
+    {
+        var (status, body) = await fixture.Api.GetJsonAsync($"/v1/meters/tokens/usage?from={Uri.EscapeDataString(from)}&to={Now:yyyy-MM-ddTHH:mm:ssZ}");
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Contains($"from '{from}' is not an RFC 3339 time", body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("2026-11-01T00:00:00Z")]
+    [InlineData("2026-11-01T00:00:00.123456Z")]
+    [InlineData("2026-11-01T01:00:00+01:00")]
+    public async Task GetUsageOverHttp_Rfc3339Time_IsAccepted(string from)
+    {
+        var (status, _) = await fixture.Api.GetJsonAsync($"/v1/meters/tokens/usage?from={Uri.EscapeDataString(from)}&to={Now:yyyy-MM-ddTHH:mm:ssZ}");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+    }
+
     [Fact]
     public async Task CheckEntitlementAndGetMeter_MissingArguments_InvalidArgumentNamingThem()
     {

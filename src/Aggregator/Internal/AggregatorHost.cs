@@ -23,6 +23,8 @@ internal sealed class AggregatorHost : IAggregator
 
     internal IReadOnlyList<PartitionAggregator> Partitions => _partitions;
 
+    public AggregatorStoppedException? Failure => _partitions.Select(p => p.Failure).FirstOrDefault(f => f is not null);
+
     public long MalformedRecords
     {
         get

@@ -86,6 +86,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private int _disposed;
     private Exception? _failure;
 
+    /// <summary>Why the loop stopped, or null while it runs.</summary>
+    public AggregatorStoppedException? Failure => Volatile.Read(ref _failure) is { } failure ? new AggregatorStoppedException(Index, failure) : null;
+
     private PartitionAggregator(IPartitionLog log, IMeterCatalog catalog, PeriodTotals totals, AggregatorOptions options, TimeProvider time, string directory)
     {
         _log = log;
@@ -207,7 +210,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             // The partition cannot go on (a disk or store failure): fail the waiting work and every later request,
             // instead of leaving them to hang. Nothing is lost: restart recovers from the last checkpoint.
             Volatile.Write(ref _failure, e);
-            FailWork(new InvalidOperationException($"The aggregator of partition {Index} stopped: {e.Message}", e));
+            FailWork(new AggregatorStoppedException(Index, e));
             throw;
         }
     }
@@ -636,7 +639,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         {
             // The loop is gone: nobody else will take work off the queue.
             while (_work.TryDequeue(out var stranded))
-                stranded.Fail(new InvalidOperationException($"The aggregator of partition {Index} stopped: {failure.Message}", failure));
+                stranded.Fail(new AggregatorStoppedException(Index, failure));
         }
         return work.Task;
     }

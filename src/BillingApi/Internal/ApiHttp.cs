@@ -203,6 +203,24 @@ internal static class ApiHttp
         }
     }
 
+    private static readonly string[] Rfc3339Formats = ["yyyy-MM-dd'T'HH:mm:ssK", "yyyy-MM-dd'T'HH:mm:ss.FFFFFFFK"];
+
+    /// <summary>
+    /// An RFC 3339 time: date, <c>T</c>, time with optional fraction, and a zone (<c>Z</c> or an offset), nothing
+    /// looser (no date alone, no time without a zone, no local formats); taken to UTC.
+    /// </summary>
+    public static bool TryParseRfc3339(string? text, out DateTimeOffset instant)
+    {
+        instant = default;
+        if (text is null || !(text.EndsWith('Z') || text.Length > 6 && text[^6] is '+' or '-' && text[^3] == ':'))
+            return false;
+        if (!DateTimeOffset.TryParseExact(text, Rfc3339Formats, System.Globalization.CultureInfo.InvariantCulture,
+                System.Globalization.DateTimeStyles.None, out instant))
+            return false;
+        instant = instant.ToUniversalTime();
+        return true;
+    }
+
     /// <summary>A calendar day as <c>yyyy-MM-dd</c>.</summary>
     public static string Date(DateOnly day) => day.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
 

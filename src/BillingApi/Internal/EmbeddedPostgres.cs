@@ -136,11 +136,19 @@ internal sealed class EmbeddedPostgres : IAsyncDisposable
                 return running;
             }
         }
-        int port = FreePort();
-        await RunAsync(pgCtl, ["start", "-D", _directory, "-w", "-t", "60", "-l", Path.Combine(_directory, "server.log"), "-o", $"-p {port}"],
-            _asPostgresUser, cancellationToken);
-        BillingLog.EmbeddedStarted(_logger, port, _directory);
-        return port;
+        // The port was free when picked, but something else can bind it before PostgreSQL does: then start again on
+        // another. Ports come from below the kernel's ephemeral range, where outgoing connections never land.
+        for (int attempt = 1; ; attempt++)
+        {
+            int port = FreePort();
+            var start = await RunAsync(pgCtl, ["start", "-D", _directory, "-w", "-t", "60", "-l", Path.Combine(_directory, "server.log"), "-o", $"-p {port}"],
+                _asPostgresUser, cancellationToken, throwOnError: attempt == 3);
+            if (start.ExitCode == 0)
+            {
+                BillingLog.EmbeddedStarted(_logger, port, _directory);
+                return port;
+            }
+        }
     }
 
     private static async Task CreateDatabaseAsync(string connectionString, CancellationToken cancellationToken)
@@ -168,11 +176,36 @@ internal sealed class EmbeddedPostgres : IAsyncDisposable
         }
     }
 
+    /// <summary>A loopback port that is free now, picked at random from [20000, start of the ephemeral range).</summary>
     private static int FreePort()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        int high = 32_768;
+        try
+        {
+            string range = File.ReadAllText("/proc/sys/net/ipv4/ip_local_port_range");
+            high = int.Parse(range.Split((char[])['\t', ' '], StringSplitOptions.RemoveEmptyEntries)[0], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            // not Linux: the usual Linux default
+        }
+        const int Low = 20_000;
+        high = Math.Max(high, Low + 1_000);
+        for (int attempt = 0; attempt < 100; attempt++)
+        {
+            int port = Random.Shared.Next(Low, high);
+            try
+            {
+                using var listener = new TcpListener(IPAddress.Loopback, port);
+                listener.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+                // taken: try another
+            }
+        }
+        throw new InvalidOperationException($"No free loopback port for the embedded PostgreSQL between {Low} and {high}.");
     }
 
     private static async Task WriteOwnerOnlyAsync(string path, string content, CancellationToken cancellationToken)

@@ -30,6 +30,7 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
         endpoints.MapPost("/v1/invoices/{id}/void", (HttpContext http, string id) => TransitionAsync(http, id, "void"))
             .Writes<EmptyRequest, InvoiceBody>("Invoices", "Voids a finalized invoice", 200);
         endpoints.MapPost("/v1/invoices/{id}/credit-notes", CreateCreditNoteAsync).Writes<CreditNoteRequest, CreditNoteBody>("Invoices", "Credits a finalized or paid invoice, whole or by line");
+        endpoints.MapGet("/v1/customers/{id}/simulate", SimulateAsync).Reads<SimulationBody>("Customers", "What a period's usage would cost under a plan version; creates nothing");
         endpoints.MapGet("/v1/customers/{id}/usage/current", CurrentUsageAsync).Reads<CurrentUsageBody>("Customers", "The running period's usage and what it would be invoiced at now");
     }
 
@@ -40,7 +41,7 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             || await ApiHttp.ReadAsync<RunRequest>(http) is not ({ } body, { } request))
             return;
         var asOf = time.GetUtcNow();
-        if (request.AsOf is { } text && !TryParseInstant(text, out asOf))
+        if (request.AsOf is { } text && (!ApiHttp.TryParseRfc3339(text, out asOf) || asOf.Year is < 2000 or > 2200))
         {
             await ApiHttp.WriteAsync(http, ApiHttp.BadRequest($"asOf '{PlanDefinition.Truncate(text)}' is not an RFC 3339 time with a zone (for example 2026-12-01T00:00:00Z).", "asOf"));
             return;
@@ -54,17 +55,6 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             return new PostOutcome(new ApiResult(200, new RunBody(ApiHttp.Rfc3339(asOf.UtcDateTime), result.Subscriptions, result.Created,
                 result.Recalculated, result.Finalized, result.InvoiceIds, result.Failures.Select(f => new FailureBody(f.Subscription, f.Message)).ToList())));
         });
-    }
-
-    internal static bool TryParseInstant(string text, out DateTimeOffset instant)
-    {
-        instant = default;
-        if (text.Length < 20 || !(text.EndsWith('Z') || text[^6] is '+' or '-'))
-            return false;
-        if (!DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.None, out instant) || instant.Year is < 2000 or > 2200)
-            return false;
-        instant = instant.ToUniversalTime();
-        return true;
     }
 
     private async Task ListAsync(HttpContext http)
@@ -275,6 +265,70 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
         await ApiHttp.WriteAsync(http, new ApiResult(200, new CurrentUsageBody(result)));
     }
 
+    /// <summary><c>?plan=&amp;version=&amp;periodStart=</c>: the customer's usage in the plan's period that starts on
+    /// <c>periodStart</c> (anchored there), rated under that plan version (latest by default) as if subscribed for the
+    /// whole period; nothing is created.</summary>
+    private async Task SimulateAsync(HttpContext http, string id)
+    {
+        if (await ApiHttp.AuthorizeAsync(http, keys, ApiScopes.Read) is not { } caller)
+            return;
+        var errors = new List<(string, string)>();
+        foreach (var (name, _) in http.Request.Query)
+        {
+            if (name is not ("plan" or "version" or "periodStart"))
+                errors.Add((name, $"unknown query parameter '{PlanDefinition.Truncate(name)}' (use plan, version, periodStart)."));
+        }
+        string? planCode = http.Request.Query["plan"] is { Count: 1 } p ? p.ToString() : null;
+        if (string.IsNullOrEmpty(planCode))
+            errors.Add(("plan", "plan is required: the code of the plan to price the usage with."));
+        int? version = null;
+        if (http.Request.Query["version"] is { Count: 1 } v)
+        {
+            if (int.TryParse(v.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n >= 1)
+                version = n;
+            else
+                errors.Add(("version", $"version '{PlanDefinition.Truncate(v.ToString())}' is not a whole number from 1."));
+        }
+        var start = CatalogHttpEndpoints.ParseDate(http.Request.Query["periodStart"] is { Count: 1 } d ? d.ToString() : null, "periodStart", required: true, errors);
+        if (errors.Count > 0)
+        {
+            await ApiHttp.WriteAsync(http, ApiHttp.Invalid(errors));
+            return;
+        }
+        await using var connection = await database.DataSource.OpenConnectionAsync(http.RequestAborted);
+        if (await CatalogStore.GetCustomerAsync(connection, caller.TenantId, id, http.RequestAborted) is null)
+        {
+            await ApiHttp.WriteAsync(http, ApiHttp.NotFound($"there is no customer '{PlanDefinition.Truncate(id)}'"));
+            return;
+        }
+        if (await CatalogStore.GetVersionAsync(connection, caller.TenantId, planCode!, version, http.RequestAborted) is not { } row)
+        {
+            await ApiHttp.WriteAsync(http, ApiHttp.Error(404, "not_found", $"there is no plan '{PlanDefinition.Truncate(planCode!)}'" + (version is { } x ? $" version {x}" : ""), "plan"));
+            return;
+        }
+        var plan = row.ToPlanVersion();
+        var period = plan.Interval.PeriodContaining(start!.Value, start.Value);
+        var settings = await CatalogStore.GetSettingsAsync(connection, caller.TenantId, http.RequestAborted);
+        var quantities = new Dictionary<string, ChargeUsage>();
+        try
+        {
+            foreach (var charge in plan.Charges)
+                quantities[charge.Meter.Code] = new ChargeUsage(await usage.GetQuantityAsync(caller.TenantId, charge.Meter.Code, id,
+                    BillingEngine.Midnight(period.Start), BillingEngine.Midnight(period.End), http.RequestAborted));
+        }
+        catch (BillingUsageException e)
+        {
+            await ApiHttp.WriteAsync(http, ApiHttp.BadRequest(e.Message, "plan"));
+            return;
+        }
+        var rated = Rater.Simulate(plan, period, quantities, settings.Rounding);
+        var lines = rated.Lines.Select((l, i) => new LineBody(i + 1, KindName(l.Kind), l.Code, l.MeterCode, plan.PlanCode, plan.Version,
+            ApiHttp.Decimal(l.Quantity), ApiHttp.Date(l.ServiceFrom), ApiHttp.Date(l.ServiceTo), ApiHttp.Decimal(l.Amount), l.Explain(),
+            JsonSerializer.SerializeToElement(l.GetTiers().Select(t => new { tier = t.Tier, units = ApiHttp.Decimal(t.Units), unitPrice = ApiHttp.Decimal(t.UnitPrice), amount = ApiHttp.Decimal(t.Amount) })), null)).ToList();
+        await ApiHttp.WriteAsync(http, new ApiResult(200, new SimulationBody(id, plan.PlanCode, plan.Version, ApiHttp.Date(period.Start), ApiHttp.Date(period.End),
+            plan.CurrencyCode, ApiHttp.Decimal(rated.Total), lines)));
+    }
+
     private static DateOnly Later(DateOnly a, DateOnly b) => a > b ? a : b;
 
     private static string KindName(LineKind kind) => kind switch
@@ -327,6 +381,9 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
 
     /// <summary>The body of a state change: none (an empty body or <c>{}</c>).</summary>
     private sealed class EmptyRequest;
+
+    private sealed record SimulationBody(string Customer, string Plan, int PlanVersion, string PeriodStart, string PeriodEnd, string Currency, string Total,
+        IReadOnlyList<LineBody> Lines);
 
     private sealed record CurrentUsageBody(IReadOnlyList<CurrentBody> Data);
 

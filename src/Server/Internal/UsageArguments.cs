@@ -36,8 +36,9 @@ internal static class UsageArguments
             errors.Add($"{name} is required (an RFC 3339 time, {TimeExample}).");
             return default;
         }
-        if (!DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var value))
-            errors.Add($"{name} '{text}' is not an RFC 3339 time ({TimeExample}).");
+        // Strict: a date alone or a time without a zone would be a guess about which instant was meant.
+        if (!AlphaMesh.BillingApi.Internal.ApiHttp.TryParseRfc3339(text, out var value))
+            errors.Add($"{name} '{text}' is not an RFC 3339 time with a zone ({TimeExample}).");
         return value;
     }
 

@@ -254,9 +254,12 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
     private static Task WriteErrorAsync(HttpContext http, int status, string code, string message)
         => WriteJsonAsync(http, status, new ErrorBody(new ErrorDetail(code, message)));
 
-    private static Task WriteErrorAsync<T>(HttpContext http, ReadResult<T> result) => result.Status == ReadStatus.NotFound
-        ? WriteErrorAsync(http, 404, "not_found", result.Message)
-        : WriteErrorAsync(http, 400, "invalid_argument", result.Message);
+    private static Task WriteErrorAsync<T>(HttpContext http, ReadResult<T> result) => result.Status switch
+    {
+        ReadStatus.NotFound => WriteErrorAsync(http, 404, "not_found", result.Message),
+        ReadStatus.Unavailable => WriteErrorAsync(http, 503, "unavailable", result.Message),
+        _ => WriteErrorAsync(http, 400, "invalid_argument", result.Message),
+    };
 
     private sealed class MeterBody
     {

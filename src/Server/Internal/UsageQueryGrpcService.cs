@@ -95,6 +95,7 @@ internal sealed class UsageQueryGrpcService(IApiKeyStore keys, UsageReader reade
     {
         ReadStatus.Ok => result.Value!,
         ReadStatus.NotFound => throw new RpcException(new Status(StatusCode.NotFound, result.Message)),
+        ReadStatus.Unavailable => throw new RpcException(new Status(StatusCode.Unavailable, result.Message)),
         _ => throw new RpcException(new Status(StatusCode.InvalidArgument, result.Message)),
     };
 

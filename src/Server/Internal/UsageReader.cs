@@ -8,6 +8,9 @@ internal enum ReadStatus
     Ok,
     NotFound,
     InvalidArgument,
+
+    /// <summary>The aggregator cannot answer now (a partition stopped): HTTP 503, gRPC UNAVAILABLE.</summary>
+    Unavailable,
 }
 
 /// <summary>The answer to a read: the value, or why there is none in words a user can act on.</summary>
@@ -18,6 +21,8 @@ internal readonly record struct ReadResult<T>(ReadStatus Status, T? Value, strin
     public static ReadResult<T> NotFound(string message) => new(ReadStatus.NotFound, default, message);
 
     public static ReadResult<T> Invalid(IEnumerable<string> errors) => new(ReadStatus.InvalidArgument, default, string.Join(" ", errors));
+
+    public static ReadResult<T> Unavailable(string message) => new(ReadStatus.Unavailable, default, message);
 }
 
 /// <summary>
@@ -46,6 +51,10 @@ internal sealed class UsageReader(IMeterCatalog catalog, IAggregator aggregator,
         try
         {
             result = await aggregator.Usage.QueryAsync(query, cancellationToken).ConfigureAwait(false);
+        }
+        catch (AggregatorStoppedException e)
+        {
+            return ReadResult<IReadOnlyList<UsageRow>>.Unavailable(e.Message + "; usage is served again after a restart, which recovers it from its last checkpoint.");
         }
         catch (UsageQueryException e)
         {
