@@ -421,6 +421,42 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task InvoiceChanges_TenantWithWebhookEndpoint_ReceivesCreatedFinalizedCreditNoteAndVoided()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        string tenant = $"hooks-{_run}";
+        await PostOkAsync("/v1/tenants", new { id = tenant, name = "Hooks" });
+        string key = (await PostOkAsync($"/v1/tenants/{tenant}/api-keys", new { name = "all", scopes = new[] { "admin", "read", "ingest" } }))["key"]!.GetValue<string>();
+        await PostOkAsync("/v1/webhook-endpoints", new { url = receiver.Url() }, key);
+        await PostOkAsync("/v1/plans", new
+        {
+            code = "flat",
+            name = "Flat",
+            version = new { currency = "EUR", interval = "monthly", fixedFees = new[] { new { code = "base", amount = "10.00" } } },
+        }, key);
+        await PostOkAsync("/v1/customers", new { id = "c", name = "C", currency = "EUR" }, key);
+        await PostOkAsync("/v1/subscriptions", new { customer = "c", plan = "flat", startDate = Day(fixture.MonthStart) }, key);
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthStart) + "T12:00:00Z" }, key);
+        string invoice = Assert.Single(await InvoicesAsync("c", key))["id"]!.GetValue<string>();
+        await PostOkAsync($"/v1/invoices/{invoice}/credit-notes", new { reason = "goodwill", lines = new[] { new { lineNumber = 1, amount = "2.50" } } }, key);
+        await PostOkAsync($"/v1/invoices/{invoice}/void", null, key);
+
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (receiver.Received.Count < 4 && DateTime.UtcNow < deadline)
+            await Task.Delay(50);
+        // Deliveries run concurrently, so they may arrive in any order; each carries the state at its change.
+        var events = receiver.Received.Select(r => JsonNode.Parse(r.Text)!).ToDictionary(e => e["type"]!.GetValue<string>());
+        Assert.Equal(["credit_note.created", "invoice.created", "invoice.finalized", "invoice.voided"], events.Keys.Order());
+        Assert.All(events.Values, e => Assert.Equal(tenant, e["tenant"]!.GetValue<string>()));
+        Assert.Equal("draft", events["invoice.created"]["data"]!["status"]!.GetValue<string>());
+        Assert.Equal("INV-000001", events["invoice.finalized"]["data"]!["number"]!.GetValue<string>());
+        Assert.Equal("10.00", events["invoice.finalized"]["data"]!["total"]!.GetValue<string>());
+        Assert.Equal(invoice, events["credit_note.created"]["data"]!["invoice"]!.GetValue<string>());
+        Assert.Equal("2.50", events["credit_note.created"]["data"]!["total"]!.GetValue<string>());
+        Assert.Equal("void", events["invoice.voided"]["data"]!["status"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task CreditNotes_PartialThenTooMuch_AreKeptWithinTheLineAndAudited()
     {
         await PostOkAsync("/v1/plans", ProPlan($"pro-{_run}"));

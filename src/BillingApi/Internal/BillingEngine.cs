@@ -93,6 +93,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         public int Created;
         public int Recalculated;
         public List<string> Touched { get; } = [];
+        public List<string> CreatedIds { get; } = [];
         public List<(string, string)> Failures { get; } = [];
     }
 
@@ -137,6 +138,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                 await savepoint.ExecuteNonQueryAsync(cancellationToken);
             int created = 0, recalculated = 0;
             var touched = new List<string>();
+            var createdIds = new List<string>();
             var added = new List<BilledLine>();
             try
             {
@@ -158,7 +160,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                             plans[subscription.Phases[0]].CurrencyCode, total, Midnight(item.Date).AddDays(run.Settings.GracePeriodDays));
                         if (await claim.ExecuteNonQueryAsync(cancellationToken) == 0)
                             continue;
-                        await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventNames.InvoiceCreated, invoiceId, cancellationToken);
+                        createdIds.Add(invoiceId);
                         created++;
                     }
                     else
@@ -188,8 +190,10 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             outcome.Created += created;
             outcome.Recalculated += recalculated;
             outcome.Touched.AddRange(touched);
+            outcome.CreatedIds.AddRange(createdIds);
             billed.AddRange(added);
         }
+        await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventTypes.InvoiceCreated, outcome.CreatedIds, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         return outcome;
     }
@@ -270,8 +274,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             await using (var advance = CatalogStore.Command(connection,
                 "UPDATE invoice_number_counters SET last_number = last_number + $2 WHERE tenant_id = $1", tenant, ids.Count))
                 await advance.ExecuteNonQueryAsync(cancellationToken);
-            foreach (var id in ids)
-                await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventNames.InvoiceFinalized, id, cancellationToken);
+            await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventTypes.InvoiceFinalized, ids, cancellationToken);
             await transaction.CommitAsync(cancellationToken);
             total += ids.Count;
         }
@@ -293,7 +296,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             if (await update.ExecuteNonQueryAsync(cancellationToken) != 1)
                 throw new InvalidOperationException($"invoice {invoiceId} is not a draft");
         }
-        await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventNames.InvoiceFinalized, invoiceId, cancellationToken);
+        await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventTypes.InvoiceFinalized, invoiceId, cancellationToken);
     }
 
     /// <summary>Every billing date of the subscription that is due by <paramref name="asOfDay"/> (a date is due from its
