@@ -50,6 +50,7 @@ public static class BillingServiceCollectionExtensions
         services.AddHostedService<BillingBackgroundService>();
         services.AddHostedService<BillingRunService>();
         services.AddHostedService<WebhookDispatcher>();
+        services.AddHostedService<EntitlementThresholdService>();
         services.AddOpenApi("v1");
         return services;
     }
