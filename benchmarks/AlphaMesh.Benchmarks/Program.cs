@@ -29,5 +29,12 @@ if (args.Length > 0 && args[0] == "--entitlement-latency")
 if (args.Length > 0 && args[0] == "--billing-run")
     return await BillingRunBenchmark.RunAsync(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 100_000, Console.Out);
 
+// --webhooks [events] [rate] [seconds] [concurrency]: see WebhookRuns.
+if (args.Length > 0 && args[0] == "--webhooks")
+{
+    int Arg(int index, int fallback) => args.Length > index ? int.Parse(args[index], System.Globalization.CultureInfo.InvariantCulture) : fallback;
+    return await WebhookRuns.RunAsync(Arg(1, 20_000), Arg(2, 200), Arg(3, 10), Arg(4, 8), Console.Out);
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(BenchmarkConfig).Assembly).Run(args, new BenchmarkConfig());
 return 0;

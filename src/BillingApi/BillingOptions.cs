@@ -36,6 +36,13 @@ public sealed class BillingOptions
     /// compared with the aggregator's for this long (plus one period), and differences become adjustment lines.</summary>
     public TimeSpan LateUsageWindow { get; set; } = TimeSpan.FromDays(35);
 
+    /// <summary>How often customers' usage is compared with their limits to raise <c>entitlement.threshold_reached</c>
+    /// (80% and 100%); zero turns it off.</summary>
+    public TimeSpan EntitlementCheckInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Webhook delivery (<c>AlphaMesh:Billing:Webhooks</c>).</summary>
+    public WebhookOptions Webhooks { get; set; } = new();
+
     public void Validate()
     {
         if (BillingRunParallelism is < 1 or > 64)
@@ -50,5 +57,8 @@ public sealed class BillingOptions
             throw new InvalidOperationException($"AlphaMesh:Billing:IdempotencyRetention ({IdempotencyRetention}) must be at least one minute.");
         if (string.IsNullOrWhiteSpace(OperatorTenant))
             throw new InvalidOperationException("AlphaMesh:Billing:OperatorTenant must not be empty.");
+        Webhooks.Validate();
+        if (EntitlementCheckInterval < TimeSpan.Zero)
+            throw new InvalidOperationException($"AlphaMesh:Billing:EntitlementCheckInterval ({EntitlementCheckInterval}) must not be negative.");
     }
 }

@@ -11,7 +11,7 @@ using Microsoft.Extensions.Options;
 namespace AlphaMesh.BillingApi;
 
 /// <summary>Registers and maps the billing API: its PostgreSQL store (migrated at start), the API key store that
-/// ingest and queries authenticate against, and the tenant and key endpoints.</summary>
+/// ingest and queries authenticate against, the tenant and key endpoints, and webhooks (endpoints and the dispatcher).</summary>
 public static class BillingServiceCollectionExtensions
 {
     /// <summary>
@@ -45,19 +45,24 @@ public static class BillingServiceCollectionExtensions
         services.TryAddSingleton<BillingEngine>();
         services.TryAddSingleton<CatalogHttpEndpoints>();
         services.TryAddSingleton<InvoiceHttpEndpoints>();
+        services.TryAddSingleton<WebhookStore>();
+        services.TryAddSingleton<WebhookHttpEndpoints>();
         services.AddHostedService<BillingBackgroundService>();
         services.AddHostedService<BillingRunService>();
+        services.AddHostedService<WebhookDispatcher>();
+        services.AddHostedService<EntitlementThresholdService>();
         services.AddOpenApi("v1");
         return services;
     }
 
-    /// <summary>Maps the tenants and keys, the catalog (customers, plans, subscriptions) and the invoice endpoints.
-    /// The host registers an <see cref="IBillingUsageSource"/>.</summary>
+    /// <summary>Maps the tenants and keys, the catalog (customers, plans, subscriptions), the invoice endpoints and
+    /// the webhook endpoints. The host registers an <see cref="IBillingUsageSource"/>.</summary>
     public static IEndpointRouteBuilder MapAlphaMeshBilling(this IEndpointRouteBuilder endpoints)
     {
         endpoints.ServiceProvider.GetRequiredService<TenantHttpEndpoints>().Map(endpoints);
         endpoints.ServiceProvider.GetRequiredService<CatalogHttpEndpoints>().Map(endpoints);
         endpoints.ServiceProvider.GetRequiredService<InvoiceHttpEndpoints>().Map(endpoints);
+        endpoints.ServiceProvider.GetRequiredService<WebhookHttpEndpoints>().Map(endpoints);
         // The document of every HTTP endpoint of the server, at /openapi/v1.json.
         endpoints.MapOpenApi();
         return endpoints;

@@ -30,7 +30,14 @@ public interface IBillingUsageSource
     /// answers from these limits on every API call the customer makes.
     /// </summary>
     Task ApplyLimitsAsync(string tenant, string customer, IReadOnlyDictionary<string, decimal> limits, CancellationToken cancellationToken);
+
+    /// <summary>Every limit of a customer of the tenant (not the tenant defaults) with the customer's usage in the
+    /// limit's current period, from memory.</summary>
+    IReadOnlyList<LimitUsage> ListLimitUsage(string tenant, DateTimeOffset now);
 }
+
+/// <summary>A customer's usage of a limited meter in the current period <c>[PeriodStart, ResetsAt)</c>.</summary>
+public sealed record LimitUsage(string Customer, string Meter, decimal Usage, decimal Limit, DateTimeOffset PeriodStart, DateTimeOffset ResetsAt);
 
 /// <summary>A usage question billing cannot answer exactly (the message says why); the billing run reports it.</summary>
 public sealed class BillingUsageException(string message) : Exception(message);

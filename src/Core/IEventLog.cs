@@ -68,6 +68,8 @@ public interface IPartitionLogReader : IDisposable
     /// <summary>
     /// The next committed record, or false when there is none yet. <paramref name="record"/> stays
     /// valid until the next call. <paramref name="nextPosition"/> is where a reader resumes after it.
+    /// False only once every record before the <see cref="IPartitionLog.CommittedPosition"/> read before
+    /// the call has been returned: the aggregator counts them all as applied after an empty read.
     /// </summary>
     bool TryReadNext(out ReadOnlyMemory<byte> record, out long position, out long nextPosition);
 

@@ -61,10 +61,13 @@ internal sealed class Harness : IAsyncDisposable
     private readonly string _root = Path.Combine(Path.GetTempPath(), "alphamesh-aggregator-tests", Guid.NewGuid().ToString("N"));
     private readonly int _partitions;
 
-    public Harness(int partitions = 2, Action<AggregatorOptions>? configure = null)
+    private readonly Action<EventLogOptions>? _configureLog;
+
+    public Harness(int partitions = 2, Action<AggregatorOptions>? configure = null, Action<EventLogOptions>? configureLog = null)
     {
         _partitions = partitions;
         Configure = configure;
+        _configureLog = configureLog;
         Catalog = FileMeterCatalog.Open(Path.Combine(_root, "meters.json"), new FixedTime(MetersCreatedAt));
         Log = OpenLog();
     }
@@ -78,14 +81,19 @@ internal sealed class Harness : IAsyncDisposable
     /// <summary>Every event appended, in log order per partition (duplicates included).</summary>
     public List<TestEvent> Appended { get; } = [];
 
-    private IEventLog OpenLog() => EventLogFactory.OpenFasterLog(new EventLogOptions
+    private IEventLog OpenLog()
     {
-        Directory = Path.Combine(_root, "log"),
-        Partitions = _partitions,
-        PageSizeBytes = 64 << 10,
-        MemoryBytesPerPartition = 256 << 10,
-        SegmentSizeBytes = 1 << 20,
-    });
+        var options = new EventLogOptions
+        {
+            Directory = Path.Combine(_root, "log"),
+            Partitions = _partitions,
+            PageSizeBytes = 64 << 10,
+            MemoryBytesPerPartition = 256 << 10,
+            SegmentSizeBytes = 1 << 20,
+        };
+        _configureLog?.Invoke(options);
+        return EventLogFactory.OpenFasterLog(options);
+    }
 
     public AggregatorOptions Options()
     {

@@ -14,11 +14,15 @@ public sealed class MigratorTests : IAsyncLifetime
 
     public Task DisposeAsync() => _database.DisposeAsync();
 
+    /// <summary>Numbers may skip (ranges are reserved for work done in parallel: webhooks took 0020 while 0003-0019 went
+    /// to the catalog and invoices), and a database gets every one it lacks whatever its number; two files with one
+    /// number never load.</summary>
     [Fact]
-    public void Embedded_Migrations_AreNumberedFromOneWithoutGaps()
+    public void Embedded_Migrations_StartAtOneAndAreUniqueAndAscending()
     {
         var versions = Migrator.Embedded.Select(m => m.Version).ToList();
-        Assert.Equal(Enumerable.Range(1, versions.Count), versions);
+        Assert.Equal(1, versions[0]);
+        Assert.Equal(versions.Distinct().Order(), versions);
     }
 
     [Fact]

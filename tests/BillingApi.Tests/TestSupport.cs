@@ -21,4 +21,17 @@ internal static class TestSupport
         }
         return true;
     }
+
+    /// <summary>Polls an asynchronous condition (a database query) until it holds or the time is up.</summary>
+    public static async Task<bool> EventuallyAsync(Func<Task<bool>> condition, TimeSpan within)
+    {
+        var deadline = DateTime.UtcNow + within;
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+                return false;
+            await Task.Delay(50);
+        }
+        return true;
+    }
 }

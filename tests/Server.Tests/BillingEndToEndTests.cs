@@ -36,6 +36,7 @@ public sealed class BillingFixture : IAsyncLifetime
             s.Extra["AlphaMesh:Aggregator:DedupeRetention"] = "90.00:00:00";
             s.Extra["AlphaMesh:Billing:LateUsageWindow"] = "90.00:00:00";
             s.Extra["AlphaMesh:Billing:BillingRunInterval"] = "00:00:00";
+            s.Extra["AlphaMesh:Billing:EntitlementCheckInterval"] = "00:00:00.200";
         });
         Api = new UsageApi(Server);
         await Api.CreateMeterAsync(new { key = "api_calls", eventType = "api_call", aggregation = "COUNT" });
@@ -418,6 +419,89 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
         request.Headers.Add("Idempotency-Key", idempotencyKey);
         using var response = await _http.SendAsync(request);
         return (response.StatusCode, await response.Content.ReadAsStringAsync(), response.Headers.Contains("Idempotent-Replayed"));
+    }
+
+    [Fact]
+    public async Task InvoiceChanges_TenantWithWebhookEndpoint_ReceivesCreatedFinalizedCreditNoteAndVoided()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        string tenant = $"hooks-{_run}";
+        await PostOkAsync("/v1/tenants", new { id = tenant, name = "Hooks" });
+        string key = (await PostOkAsync($"/v1/tenants/{tenant}/api-keys", new { name = "all", scopes = new[] { "admin", "read", "ingest" } }))["key"]!.GetValue<string>();
+        await PostOkAsync("/v1/webhook-endpoints", new { url = receiver.Url() }, key);
+        await PostOkAsync("/v1/plans", new
+        {
+            code = "flat",
+            name = "Flat",
+            version = new { currency = "EUR", interval = "monthly", fixedFees = new[] { new { code = "base", amount = "10.00" } } },
+        }, key);
+        await PostOkAsync("/v1/customers", new { id = "c", name = "C", currency = "EUR" }, key);
+        await PostOkAsync("/v1/subscriptions", new { customer = "c", plan = "flat", startDate = Day(fixture.MonthStart) }, key);
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthStart) + "T12:00:00Z" }, key);
+        string invoice = Assert.Single(await InvoicesAsync("c", key))["id"]!.GetValue<string>();
+        await PostOkAsync($"/v1/invoices/{invoice}/credit-notes", new { reason = "goodwill", lines = new[] { new { lineNumber = 1, amount = "2.50" } } }, key);
+        await PostOkAsync($"/v1/invoices/{invoice}/void", null, key);
+
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (receiver.Received.Count < 4 && DateTime.UtcNow < deadline)
+            await Task.Delay(50);
+        // Deliveries run concurrently, so they may arrive in any order; each carries the state at its change.
+        var events = receiver.Received.Select(r => JsonNode.Parse(r.Text)!).ToDictionary(e => e["type"]!.GetValue<string>());
+        Assert.Equal(["credit_note.created", "invoice.created", "invoice.finalized", "invoice.voided"], events.Keys.Order());
+        Assert.All(events.Values, e => Assert.Equal(tenant, e["tenant"]!.GetValue<string>()));
+        Assert.Equal("draft", events["invoice.created"]["data"]!["status"]!.GetValue<string>());
+        Assert.Equal("INV-000001", events["invoice.finalized"]["data"]!["number"]!.GetValue<string>());
+        Assert.Equal("10.00", events["invoice.finalized"]["data"]!["total"]!.GetValue<string>());
+        Assert.Equal(invoice, events["credit_note.created"]["data"]!["invoice"]!.GetValue<string>());
+        Assert.Equal("2.50", events["credit_note.created"]["data"]!["total"]!.GetValue<string>());
+        Assert.Equal("void", events["invoice.voided"]["data"]!["status"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task EntitlementThresholds_UsageCrosses80And100Percent_AnnouncedOnceEach()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        string tenant = $"limits-{_run}";
+        await PostOkAsync("/v1/tenants", new { id = tenant, name = "Limits" });
+        string key = (await PostOkAsync($"/v1/tenants/{tenant}/api-keys", new { name = "all", scopes = new[] { "admin", "read", "ingest" } }))["key"]!.GetValue<string>();
+        await PostOkAsync("/v1/meters", new { key = "api_calls", eventType = "api_call", aggregation = "COUNT" }, key);
+        await PostOkAsync("/v1/webhook-endpoints", new { url = receiver.Url(), eventTypes = new[] { "entitlement.threshold_reached" } }, key);
+        await PostOkAsync("/v1/plans", new
+        {
+            code = "capped",
+            name = "Capped",
+            version = new { currency = "USD", interval = "monthly", entitlements = new[] { new { meter = "api_calls", limit = "100" } } },
+        }, key);
+        await PostOkAsync("/v1/customers", new { id = "c", name = "C", currency = "USD" }, key);
+        await PostOkAsync("/v1/subscriptions", new { customer = "c", plan = "capped", startDate = Day(fixture.MonthStart) }, key);
+        var now = DateTimeOffset.UtcNow;
+        var monthStart = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero);
+        var from = now.AddMinutes(-3) < monthStart ? monthStart : now.AddMinutes(-3);
+
+        await fixture.Api.IngestAsync(Calls("c", "a", 85, from), batchSize: 100, key);
+        Assert.True(await EventuallyAsync(() => receiver.Received.Count >= 1), "no 80% announcement");
+        await fixture.Api.IngestAsync(Calls("c", "b", 20, from.AddMinutes(1)), batchSize: 100, key);
+        Assert.True(await EventuallyAsync(() => receiver.Received.Count >= 2), "no 100% announcement");
+        await fixture.Api.IngestAsync(Calls("c", "c", 50, from.AddMinutes(2)), batchSize: 100, key);
+        await Task.Delay(1000); // five more checks: nothing is announced twice
+
+        var events = receiver.Received.Select(r => JsonNode.Parse(r.Text)!["data"]!).ToList();
+        Assert.Equal([80, 100], events.Select(e => e["threshold"]!.GetValue<int>()).Order());
+        Assert.All(events, e => Assert.Equal("c", e["customer"]!.GetValue<string>()));
+        // The check may run while the 85 calls are being applied: the usage it announces is at least the threshold.
+        Assert.InRange(decimal.Parse(events.Single(e => e["threshold"]!.GetValue<int>() == 80)["usage"]!.GetValue<string>(), CultureInfo.InvariantCulture), 80m, 85m);
+    }
+
+    private static async Task<bool> EventuallyAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+                return false;
+            await Task.Delay(50);
+        }
+        return true;
     }
 
     [Fact]

@@ -276,7 +276,10 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             if (!_reader.TryReadNext(out var record, out _, out long next))
             {
                 // Every record before the committed position seen before the read is applied (this also covers
-                // the padding at a page's end, which no record's next position reaches).
+                // the padding at a page's end, which no record's next position reaches). The reader's contract: an
+                // empty read means everything below that position was returned. FasterLog's iterator returns false
+                // only when its own next address has reached CommittedUntilAddress, read during the call, after
+                // skipping padding and loading pages from disk synchronously.
                 Volatile.Write(ref _progress, Math.Max(Math.Max(committed, _position), _progress));
                 return applied;
             }

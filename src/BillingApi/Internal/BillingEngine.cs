@@ -93,6 +93,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         public int Created;
         public int Recalculated;
         public List<string> Touched { get; } = [];
+        public List<string> CreatedIds { get; } = [];
         public List<(string, string)> Failures { get; } = [];
     }
 
@@ -130,68 +131,94 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             return outcome;
 
         var billed = await BilledLinesAsync(connection, tenant, due.SelectMany(d => d.Items.Select(i => Since(i))).Min(), [.. due.Select(d => d.Subscription.Id)], cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+
+        // First every invoice of the chunk is worked out in memory: reading usage and rating is what can fail for one
+        // subscription (its usage cannot be totalled), and then nothing of it is written and the others go on.
+        var planned = new List<PlannedInvoice>();
         foreach (var (subscription, plans, items) in due)
         {
-            await using (var savepoint = CatalogStore.Command(connection, "SAVEPOINT subscription"))
-                await savepoint.ExecuteNonQueryAsync(cancellationToken);
-            int created = 0, recalculated = 0;
-            var touched = new List<string>();
+            var mine = new List<PlannedInvoice>();
             var added = new List<BilledLine>();
             try
             {
                 foreach (var item in items)
                 {
-                    var lockedDraft = await LockInvoiceAsync(connection, tenant, subscription.Id, item.Date, cancellationToken);
-                    if (lockedDraft is { Status: not "draft" })
-                        continue;
-                    string invoiceId = lockedDraft?.Id ?? "inv_" + Guid.CreateVersion7().ToString("N");
+                    string? draft = existing.TryGetValue((subscription.Id, item.Date), out var e) ? e.Id : null;
+                    string invoiceId = draft ?? "inv_" + Guid.CreateVersion7().ToString("N");
                     var lines = await LinesAsync(run, subscription, plans, item, invoiceId, billed.Concat(added), connection, cancellationToken);
-                    decimal total = lines.Sum(l => l.Amount);
-                    if (lockedDraft is null)
-                    {
-                        // Claims the billing date; a concurrent run blocks here until this transaction ends, then finds the row.
-                        await using var claim = CatalogStore.Command(connection, """
-                            INSERT INTO invoices (tenant_id, id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, status, total, finalize_after)
-                            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'draft', $10, $11) ON CONFLICT (tenant_id, subscription_id, billing_date) DO NOTHING
-                            """, tenant, invoiceId, subscription.Id, subscription.CustomerId, item.Date, Reason(item.Kind), item.Period.Start, item.Period.End,
-                            plans[subscription.Phases[0]].CurrencyCode, total, Midnight(item.Date).AddDays(run.Settings.GracePeriodDays));
-                        if (await claim.ExecuteNonQueryAsync(cancellationToken) == 0)
-                            continue;
-                        await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventNames.InvoiceCreated, invoiceId, cancellationToken);
-                        created++;
-                    }
-                    else
-                    {
-                        await using (var clear = CatalogStore.Command(connection, "DELETE FROM invoice_lines WHERE tenant_id = $1 AND invoice_id = $2", tenant, invoiceId))
-                            await clear.ExecuteNonQueryAsync(cancellationToken);
-                        await using (var update = CatalogStore.Command(connection, "UPDATE invoices SET total = $3 WHERE tenant_id = $1 AND id = $2", tenant, invoiceId, total))
-                            await update.ExecuteNonQueryAsync(cancellationToken);
-                        recalculated++;
-                    }
-                    await InsertLinesAsync(connection, tenant, invoiceId, lines, cancellationToken);
+                    mine.Add(new PlannedInvoice(subscription, item, invoiceId, draft is not null, plans[subscription.Phases[0]].CurrencyCode, lines));
                     added.AddRange(lines.Where(l => l.AdjustsInvoice is not null).Select(l => new BilledLine(subscription.Id, invoiceId, "draft", item.Date, item.Period,
                         l.Kind, new PhaseRow(0, l.PlanCode, l.PlanVersion, l.ServiceFrom, l.ServiceTo), l.Meter!, l.Quantity, l.AdjustsInvoice)));
-                    touched.Add(invoiceId);
                 }
-                await using var release = CatalogStore.Command(connection, "RELEASE SAVEPOINT subscription");
-                await release.ExecuteNonQueryAsync(cancellationToken);
             }
             catch (Exception e) when (e is BillingUsageException or PlanValidationException or ArgumentException)
             {
-                await using (var rollback = CatalogStore.Command(connection, "ROLLBACK TO SAVEPOINT subscription"))
-                    await rollback.ExecuteNonQueryAsync(cancellationToken);
                 logger.LogWarning("Billing subscription {Subscription} of tenant {Tenant} failed: {Message}", subscription.Id, tenant, e.Message);
                 outcome.Failures.Add((subscription.Id, e.Message));
                 continue;
             }
-            outcome.Created += created;
-            outcome.Recalculated += recalculated;
-            outcome.Touched.AddRange(touched);
+            planned.AddRange(mine);
             billed.AddRange(added);
         }
+
+        // Then written in one transaction with a handful of statements for the whole chunk.
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var written = new List<PlannedInvoice>();
+        foreach (var draft in planned.Where(p => p.IsDraft))
+        {
+            // Another run may have finalized it since it was read: only a draft is recalculated.
+            if (await LockInvoiceAsync(connection, tenant, draft.Subscription.Id, draft.Item.Date, cancellationToken) is not { Status: "draft" })
+                continue;
+            await using (var clear = CatalogStore.Command(connection, "DELETE FROM invoice_lines WHERE tenant_id = $1 AND invoice_id = $2", tenant, draft.InvoiceId))
+                await clear.ExecuteNonQueryAsync(cancellationToken);
+            await using (var update = CatalogStore.Command(connection, "UPDATE invoices SET total = $3 WHERE tenant_id = $1 AND id = $2", tenant, draft.InvoiceId, draft.Total))
+                await update.ExecuteNonQueryAsync(cancellationToken);
+            written.Add(draft);
+            outcome.Recalculated++;
+        }
+        var claimed = await ClaimAsync(connection, tenant, run.Settings.GracePeriodDays, planned.Where(p => !p.IsDraft).ToList(), cancellationToken);
+        foreach (var invoice in planned.Where(p => !p.IsDraft && claimed.Contains(p.InvoiceId)))
+        {
+            written.Add(invoice);
+            outcome.CreatedIds.Add(invoice.InvoiceId);
+            outcome.Created++;
+        }
+        await InsertLinesAsync(connection, tenant, written, cancellationToken);
+        await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventTypes.InvoiceCreated, outcome.CreatedIds, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        outcome.Touched.AddRange(written.Select(w => w.InvoiceId));
         return outcome;
+    }
+
+    /// <summary>An invoice worked out and ready to write: a new one, or a draft to recalculate.</summary>
+    private sealed record PlannedInvoice(SubscriptionRow Subscription, Item Item, string InvoiceId, bool IsDraft, string Currency, List<PendingLine> Lines)
+    {
+        public decimal Total { get; } = Lines.Sum(l => l.Amount);
+    }
+
+    /// <summary>
+    /// Inserts the new invoices in one statement and returns the ids it inserted. An invoice whose (subscription, billing
+    /// date) exists already is left out: a concurrent run waits here on the other's uncommitted row, then skips it.
+    /// </summary>
+    private static async Task<HashSet<string>> ClaimAsync(NpgsqlConnection connection, string tenant, int graceDays, List<PlannedInvoice> invoices,
+        CancellationToken cancellationToken)
+    {
+        if (invoices.Count == 0)
+            return [];
+        await using var claim = CatalogStore.Command(connection, """
+            INSERT INTO invoices (tenant_id, id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, status, total, finalize_after)
+            SELECT $1, u.id, u.subscription_id, u.customer_id, u.billing_date, u.reason, u.period_start, u.period_end, u.currency, 'draft', u.total, u.finalize_after
+            FROM unnest($2::text[], $3::text[], $4::text[], $5::date[], $6::text[], $7::date[], $8::date[], $9::text[], $10::numeric[], $11::timestamptz[])
+                 AS u(id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, total, finalize_after)
+            ORDER BY u.subscription_id, u.billing_date
+            ON CONFLICT (tenant_id, subscription_id, billing_date) DO NOTHING
+            RETURNING id
+            """, tenant,
+            invoices.Select(i => i.InvoiceId).ToArray(), invoices.Select(i => i.Subscription.Id).ToArray(), invoices.Select(i => i.Subscription.CustomerId).ToArray(),
+            invoices.Select(i => i.Item.Date).ToArray(), invoices.Select(i => Reason(i.Item.Kind)).ToArray(), invoices.Select(i => i.Item.Period.Start).ToArray(),
+            invoices.Select(i => i.Item.Period.End).ToArray(), invoices.Select(i => i.Currency).ToArray(), invoices.Select(i => i.Total).ToArray(),
+            invoices.Select(i => Midnight(i.Item.Date).AddDays(graceDays).UtcDateTime).ToArray());
+        return [.. await CatalogStore.ReadAllAsync(claim, r => r.GetString(0), cancellationToken)];
     }
 
     /// <summary>How far back a billing date's late-usage comparison looks: one period plus the late-usage window.</summary>
@@ -270,8 +297,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             await using (var advance = CatalogStore.Command(connection,
                 "UPDATE invoice_number_counters SET last_number = last_number + $2 WHERE tenant_id = $1", tenant, ids.Count))
                 await advance.ExecuteNonQueryAsync(cancellationToken);
-            foreach (var id in ids)
-                await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventNames.InvoiceFinalized, id, cancellationToken);
+            await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventTypes.InvoiceFinalized, ids, cancellationToken);
             await transaction.CommitAsync(cancellationToken);
             total += ids.Count;
         }
@@ -293,7 +319,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             if (await update.ExecuteNonQueryAsync(cancellationToken) != 1)
                 throw new InvalidOperationException($"invoice {invoiceId} is not a draft");
         }
-        await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventNames.InvoiceFinalized, invoiceId, cancellationToken);
+        await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventTypes.InvoiceFinalized, invoiceId, cancellationToken);
     }
 
     /// <summary>Every billing date of the subscription that is due by <paramref name="asOfDay"/> (a date is due from its
@@ -475,26 +501,28 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             amount = ApiHttp.Decimal(t.Amount),
         })), null);
 
-    private static async Task InsertLinesAsync(NpgsqlConnection connection, string tenant, string invoiceId, List<PendingLine> lines, CancellationToken cancellationToken)
+    /// <summary>Every line of the written invoices in one statement.</summary>
+    private static async Task InsertLinesAsync(NpgsqlConnection connection, string tenant, List<PlannedInvoice> invoices, CancellationToken cancellationToken)
     {
-        if (lines.Count == 0)
+        var rows = invoices.SelectMany(i => i.Lines.Select((l, n) => (Invoice: i.InvoiceId, Number: n + 1, Line: l))).ToList();
+        if (rows.Count == 0)
             return;
-        var batch = new NpgsqlBatch(connection);
-        for (int i = 0; i < lines.Count; i++)
-        {
-            var l = lines[i];
-            var command = new NpgsqlBatchCommand("""
-                INSERT INTO invoice_lines (tenant_id, invoice_id, line_number, kind, code, meter, plan_code, plan_version, quantity, service_from, service_to,
-                                           exact_amount, amount, description, tiers, adjusts_invoice)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16)
-                """);
-            foreach (var value in new object?[] { tenant, invoiceId, i + 1, l.Kind, l.Code, l.Meter, l.PlanCode, l.PlanVersion, l.Quantity, l.ServiceFrom,
-                l.ServiceTo, l.ExactAmount, l.Amount, l.Description, l.TiersJson, l.AdjustsInvoice })
-                command.Parameters.Add(new NpgsqlParameter { Value = value ?? DBNull.Value });
-            batch.BatchCommands.Add(command);
-        }
-        await using (batch)
-            await batch.ExecuteNonQueryAsync(cancellationToken);
+        await using var insert = CatalogStore.Command(connection, """
+            INSERT INTO invoice_lines (tenant_id, invoice_id, line_number, kind, code, meter, plan_code, plan_version, quantity, service_from, service_to,
+                                       exact_amount, amount, description, tiers, adjusts_invoice)
+            SELECT $1, u.invoice_id, u.line_number, u.kind, u.code, u.meter, u.plan_code, u.plan_version, u.quantity, u.service_from, u.service_to,
+                   u.exact_amount, u.amount, u.description, u.tiers::jsonb, u.adjusts_invoice
+            FROM unnest($2::text[], $3::integer[], $4::text[], $5::text[], $6::text[], $7::text[], $8::integer[], $9::numeric[], $10::date[], $11::date[],
+                        $12::numeric[], $13::numeric[], $14::text[], $15::text[], $16::text[])
+                 AS u(invoice_id, line_number, kind, code, meter, plan_code, plan_version, quantity, service_from, service_to, exact_amount, amount,
+                      description, tiers, adjusts_invoice)
+            """, tenant,
+            rows.Select(r => r.Invoice).ToArray(), rows.Select(r => r.Number).ToArray(), rows.Select(r => r.Line.Kind).ToArray(),
+            rows.Select(r => r.Line.Code).ToArray(), rows.Select(r => r.Line.Meter).ToArray(), rows.Select(r => r.Line.PlanCode).ToArray(),
+            rows.Select(r => r.Line.PlanVersion).ToArray(), rows.Select(r => r.Line.Quantity).ToArray(), rows.Select(r => r.Line.ServiceFrom).ToArray(),
+            rows.Select(r => r.Line.ServiceTo).ToArray(), rows.Select(r => r.Line.ExactAmount).ToArray(), rows.Select(r => r.Line.Amount).ToArray(),
+            rows.Select(r => r.Line.Description).ToArray(), rows.Select(r => r.Line.TiersJson).ToArray(), rows.Select(r => r.Line.AdjustsInvoice).ToArray());
+        await insert.ExecuteNonQueryAsync(cancellationToken);
     }
 
     internal static DateTimeOffset Midnight(DateOnly day) => new(day.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);

@@ -33,4 +33,17 @@ internal static partial class BillingLog
 
     [LoggerMessage(109, LogLevel.Warning, "The background billing run failed; it runs again at the next interval")]
     public static partial void BillingRunFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(110, LogLevel.Warning, "A webhook dispatch round failed; trying again after the poll interval")]
+    public static partial void WebhookRoundFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(111, LogLevel.Warning, "Could not LISTEN for webhook events; polling until the connection is back")]
+    public static partial void WebhookListenFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(112, LogLevel.Warning, "Could not record a webhook attempt of delivery {DeliveryId}; it is retried when its claim ends")]
+    public static partial void WebhookRecordFailed(ILogger logger, Guid deliveryId, Exception exception);
+
+    // Not the URL: receivers often carry a token in it.
+    [LoggerMessage(113, LogLevel.Warning, "Webhook delivery {DeliveryId} of event {EventId} failed for good after {Attempts} attempts (last: {LastError})")]
+    public static partial void WebhookGaveUp(ILogger logger, Guid deliveryId, Guid eventId, int attempts, string lastError);
 }

@@ -124,7 +124,7 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
                     : "UPDATE invoices SET status = 'void', voided_at = $3 WHERE tenant_id = $1 AND id = $2", caller.TenantId, id, now.UtcDateTime);
                 await update.ExecuteNonQueryAsync(ct);
                 if (action == "void")
-                    await InvoiceEvents.PublishAsync(connection, caller.TenantId, WebhookEventNames.InvoiceVoided, id, ct);
+                    await InvoiceEvents.PublishAsync(connection, caller.TenantId, WebhookEventTypes.InvoiceVoided, id, ct);
             }
             return new PostOutcome(new ApiResult(200, (await LoadAsync(connection, caller.TenantId, id, ct))!));
         });
@@ -213,7 +213,7 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
                     "INSERT INTO credit_note_lines (tenant_id, credit_note_id, line_number, amount) VALUES ($1, $2, $3, $4)", caller.TenantId, noteId, line, amount);
                 await insert.ExecuteNonQueryAsync(ct);
             }
-            await InvoiceEvents.PublishAsync(connection, caller.TenantId, WebhookEventNames.CreditNoteCreated, noteId, ct);
+            await InvoiceEvents.PublishAsync(connection, caller.TenantId, WebhookEventTypes.CreditNoteCreated, noteId, ct);
             var created = (await CreditNotesAsync(connection, caller.TenantId, id, ct)).Single(n => n.Id == noteId);
             return new PostOutcome(new ApiResult(201, created));
         });

@@ -245,6 +245,84 @@ public abstract class EventLogContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task TryReadNext_WhileWritersCommit_FalseOnlyOnceEveryRecordCommittedBeforeTheCallIsRead()
+    {
+        var log = OpenLog(1);
+        await AssertEmptyReadsAreNeverEarlyAsync(log.GetPartition(0));
+    }
+
+    /// <summary>
+    /// What the aggregator relies on to answer "every acknowledged event is applied": when
+    /// <see cref="IPartitionLogReader.TryReadNext"/> returns false, every record before the
+    /// <see cref="IPartitionLog.CommittedPosition"/> read before the call has been returned. Writers append small
+    /// batches of varying size and wait for each commit (so commits, page ends and their padding come often) while
+    /// one reader drains the partition the way the aggregator does. Each drain is held against an oracle: the records
+    /// acknowledged before it, and afterwards, the positions of all records (none may start between where the drain
+    /// stopped and the committed position read before it).
+    /// </summary>
+    protected static async Task AssertEmptyReadsAreNeverEarlyAsync(IPartitionLog partition, int writers = 4, int perWriter = 4_000)
+    {
+        long acknowledged = 0;
+        var writing = Task.WhenAll(Enumerable.Range(0, writers).Select(w => Task.Run(async () =>
+        {
+            var random = new Random(w);
+            var batch = new TestBatch();
+            int sequence = 0;
+            while (sequence < perWriter)
+            {
+                batch.Clear();
+                int size = Math.Min(random.Next(1, 9), perWriter - sequence);
+                for (int i = 0; i < size; i++)
+                    batch.Add(Record(w, sequence++));
+                long end = await AppendAsync(partition, batch);
+                await partition.WaitForCommitAsync(end);
+                Interlocked.Add(ref acknowledged, size);
+            }
+        })));
+
+        var stops = new List<(long Next, long Committed)>();
+        long read = 0, next = partition.BeginPosition;
+        using (var reader = partition.OpenReader(partition.BeginPosition))
+        {
+            bool last;
+            do
+            {
+                last = writing.IsCompleted;
+                long acknowledgedBefore = Volatile.Read(ref acknowledged);
+                long committed = partition.CommittedPosition;
+                while (reader.TryReadNext(out _, out _, out long recordNext))
+                {
+                    read++;
+                    next = recordNext;
+                }
+                Assert.True(read >= acknowledgedBefore,
+                    $"The reader found nothing more after {read} records, but {acknowledgedBefore} were acknowledged before it started (committed position {committed}, reader at {next}).");
+                stops.Add((next, committed));
+                // Either wait for the next commit or go round at once, so that drains start at every point of a commit.
+                if (!last && stops.Count % 2 == 0)
+                    await Task.WhenAny(reader.WaitForRecordsAsync().AsTask(), writing);
+                else
+                    await Task.Yield();
+            }
+            while (!last);
+        }
+        await writing;
+
+        Assert.Equal((long)writers * perWriter, read);
+        var positions = ReadAll(partition, partition.BeginPosition).Select(r => r.Position).ToArray();
+        Assert.Equal(read, positions.Length);
+        foreach (var (stop, committed) in stops)
+        {
+            // The first record at or after where the drain stopped must not start below the committed position.
+            int index = Array.BinarySearch(positions, stop);
+            if (index < 0)
+                index = ~index;
+            Assert.True(index == positions.Length || positions[index] >= committed,
+                $"A drain stopped at {stop} although the record at {(index < positions.Length ? positions[index] : -1)} was committed (committed position {committed} read before the drain).");
+        }
+    }
+
+    [Fact]
     public async Task CommitAllAsync_NothingAppended_Completes()
     {
         var log = OpenLog(2);

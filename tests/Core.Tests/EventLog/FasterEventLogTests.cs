@@ -7,13 +7,13 @@ public sealed class FasterEventLogTests : EventLogContractTests
 {
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "alphamesh-log-tests", Guid.NewGuid().ToString("N"));
 
-    private EventLogOptions Options(int partitions) => new()
+    private EventLogOptions Options(int partitions, int pageSizeBytes = 16 << 10, long memoryBytes = 128 << 10) => new()
     {
         Directory = _directory,
         Partitions = partitions,
         // Small pages and memory, so that the tests cross pages and segments and run into a full log.
-        PageSizeBytes = 16 << 10,
-        MemoryBytesPerPartition = 128 << 10,
+        PageSizeBytes = pageSizeBytes,
+        MemoryBytesPerPartition = memoryBytes,
         SegmentSizeBytes = 256 << 10,
     };
 
@@ -95,6 +95,15 @@ public sealed class FasterEventLogTests : EventLogContractTests
         var partition = OpenLog(1).GetPartition(0);
 
         Assert.Throws<ArgumentException>(() => partition.TryAppend(new TestBatch().Add([]), out _));
+    }
+
+    [Fact]
+    public async Task TryReadNext_SmallestPagesWhileWritersCommit_FalseOnlyOnceEveryRecordCommittedBeforeTheCallIsRead()
+    {
+        // 4 KiB pages, two in memory: a page ends (with padding) every few commits, and a reader that falls two pages
+        // behind reads from the files through the scan iterator's own frame instead of the log's memory.
+        await using var log = EventLogFactory.OpenFasterLog(Options(1, pageSizeBytes: 4 << 10, memoryBytes: 8 << 10));
+        await AssertEmptyReadsAreNeverEarlyAsync(log.GetPartition(0));
     }
 
     [Fact]
