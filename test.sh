@@ -35,6 +35,20 @@ trap 'rm -f "$log"' EXIT
 dotnet build AlphaMesh.sln -c Release -warnaserror
 # Style and formatting as the build enforces them; whitespace too.
 dotnet format whitespace AlphaMesh.sln --verify-no-changes
+# The allocation budget (benchmarks/allocation-budget.json): a short BenchmarkDotNet run of every listed hot path;
+# fails the run when a 0-byte path allocates.
+budget_log=$(mktemp)
+set +e
+dotnet run -c Release --no-build --project benchmarks/AlphaMesh.Benchmarks -- --check-budget >"$budget_log" 2>&1
+budget_status=$?
+set -e
+grep -E '^(allocation budget|ALLOCATION BUDGET)' "$budget_log" || true
+if [ "$budget_status" -ne 0 ]; then
+  tail -n 40 "$budget_log"
+  echo "The allocation budget check failed (see above)." >&2
+  exit 1
+fi
+rm -f "$budget_log"
 set +e
 dotnet test AlphaMesh.sln -c Release --no-build --blame-hang-timeout 10m 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
