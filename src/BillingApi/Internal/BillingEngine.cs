@@ -482,24 +482,29 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     }
 
     private static PendingLine ToPending(InvoiceLine line, PlanVersion plan, string? kind, decimal sign) => new(
-        kind ?? line.Kind switch
-        {
-            LineKind.FixedFee => "fixed_fee",
-            LineKind.Usage => "usage",
-            LineKind.MinimumCommitmentTrueUp => "minimum_commitment_true_up",
-            _ => "plan_change_credit",
-        },
-        line.Code, line.MeterCode, plan.PlanCode, plan.Version, line.Quantity, line.ServiceFrom, line.ServiceTo, sign * line.ExactAmount,
-        sign * line.Amount, (sign < 0 ? "credit of " : "") + line.Explain(), JsonSerializer.Serialize(line.GetTiers().Select(t => new
-        {
-            tier = t.Tier,
-            from = ApiHttp.Decimal(t.From),
-            upTo = t.UpTo is { } u ? ApiHttp.Decimal(u) : null,
-            units = ApiHttp.Decimal(t.Units),
-            unitPrice = ApiHttp.Decimal(t.UnitPrice),
-            flatFee = ApiHttp.Decimal(t.FlatFee),
-            amount = ApiHttp.Decimal(t.Amount),
-        })), null);
+        kind ?? KindName(line.Kind), line.Code, line.MeterCode, plan.PlanCode, plan.Version, line.Quantity, line.ServiceFrom, line.ServiceTo,
+        sign * line.ExactAmount, sign * line.Amount, (sign < 0 ? "credit of " : "") + line.Explain(), JsonSerializer.Serialize(TierRows(line)), null);
+
+    /// <summary>The API's name of a rating line kind.</summary>
+    internal static string KindName(LineKind kind) => kind switch
+    {
+        LineKind.FixedFee => "fixed_fee",
+        LineKind.Usage => "usage",
+        LineKind.MinimumCommitmentTrueUp => "minimum_commitment_true_up",
+        _ => "plan_change_credit",
+    };
+
+    /// <summary>A tiered line's breakdown as the API shows it (exact decimals as strings); empty for other lines.</summary>
+    internal static IEnumerable<object> TierRows(InvoiceLine line) => line.GetTiers().Select(t => new
+    {
+        tier = t.Tier,
+        from = ApiHttp.Decimal(t.From),
+        upTo = t.UpTo is { } u ? ApiHttp.Decimal(u) : null,
+        units = ApiHttp.Decimal(t.Units),
+        unitPrice = ApiHttp.Decimal(t.UnitPrice),
+        flatFee = ApiHttp.Decimal(t.FlatFee),
+        amount = ApiHttp.Decimal(t.Amount),
+    });
 
     /// <summary>Every line of the written invoices in one statement.</summary>
     private static async Task InsertLinesAsync(NpgsqlConnection connection, string tenant, List<PlannedInvoice> invoices, CancellationToken cancellationToken)

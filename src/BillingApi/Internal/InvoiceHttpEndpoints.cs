@@ -256,9 +256,7 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
                 var rated = Rater.RatePeriod(plan, period, from, to, quantities, settings.Rounding, LineSelection.Usage | LineSelection.InArrearsFees);
                 total += rated.Total;
                 int n = lines.Count;
-                lines.AddRange(rated.Lines.Select((l, i) => new LineBody(n + i + 1, KindName(l.Kind), l.Code, l.MeterCode, plan.PlanCode, plan.Version,
-                    ApiHttp.Decimal(l.Quantity), ApiHttp.Date(l.ServiceFrom), ApiHttp.Date(l.ServiceTo), ApiHttp.Decimal(l.Amount), l.Explain(),
-                    JsonSerializer.SerializeToElement(l.GetTiers().Select(t => new { tier = t.Tier, units = ApiHttp.Decimal(t.Units), unitPrice = ApiHttp.Decimal(t.UnitPrice), amount = ApiHttp.Decimal(t.Amount) })), null)));
+                lines.AddRange(rated.Lines.Select((l, i) => ToBody(l, plan, n + i + 1)));
             }
             result.Add(new CurrentBody(subscription.Id, ApiHttp.Date(period.Start), ApiHttp.Date(period.End), firstPlan.CurrencyCode, ApiHttp.Decimal(total), lines));
         }
@@ -322,22 +320,17 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             return;
         }
         var rated = Rater.Simulate(plan, period, quantities, settings.Rounding);
-        var lines = rated.Lines.Select((l, i) => new LineBody(i + 1, KindName(l.Kind), l.Code, l.MeterCode, plan.PlanCode, plan.Version,
-            ApiHttp.Decimal(l.Quantity), ApiHttp.Date(l.ServiceFrom), ApiHttp.Date(l.ServiceTo), ApiHttp.Decimal(l.Amount), l.Explain(),
-            JsonSerializer.SerializeToElement(l.GetTiers().Select(t => new { tier = t.Tier, units = ApiHttp.Decimal(t.Units), unitPrice = ApiHttp.Decimal(t.UnitPrice), amount = ApiHttp.Decimal(t.Amount) })), null)).ToList();
+        var lines = rated.Lines.Select((l, i) => ToBody(l, plan, i + 1)).ToList();
         await ApiHttp.WriteAsync(http, new ApiResult(200, new SimulationBody(id, plan.PlanCode, plan.Version, ApiHttp.Date(period.Start), ApiHttp.Date(period.End),
             plan.CurrencyCode, ApiHttp.Decimal(rated.Total), lines)));
     }
 
     private static DateOnly Later(DateOnly a, DateOnly b) => a > b ? a : b;
 
-    private static string KindName(LineKind kind) => kind switch
-    {
-        LineKind.FixedFee => "fixed_fee",
-        LineKind.Usage => "usage",
-        LineKind.MinimumCommitmentTrueUp => "minimum_commitment_true_up",
-        _ => "plan_change_credit",
-    };
+    /// <summary>A line rated now (not stored): current usage and simulations.</summary>
+    private static LineBody ToBody(InvoiceLine l, PlanVersion plan, int number) => new(number, BillingEngine.KindName(l.Kind), l.Code, l.MeterCode,
+        plan.PlanCode, plan.Version, ApiHttp.Decimal(l.Quantity), ApiHttp.Date(l.ServiceFrom), ApiHttp.Date(l.ServiceTo), ApiHttp.Decimal(l.Amount),
+        l.Explain(), JsonSerializer.SerializeToElement(BillingEngine.TierRows(l)), null);
 
     private const string InvoiceSelect = """
         SELECT id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, status, number, total,
