@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Text.Json;
 using AlphaMesh.Rating;
 using Microsoft.Extensions.Logging;
@@ -13,7 +14,7 @@ internal sealed record PendingLine(string Kind, string Code, string? Meter, stri
 
 /// <summary>What a billing run did.</summary>
 internal sealed record BillingRunResult(int Subscriptions, int Created, int Recalculated, int Finalized, IReadOnlyList<string> InvoiceIds,
-    IReadOnlyList<(string Subscription, string Message)> Failures);
+    IReadOnlyList<(string Subscription, string Message)> Failures, TimeSpan Elapsed, BillingRunTimings Timings);
 
 /// <summary>
 /// Turns subscriptions into invoices. For each subscription it works out every billing date up to the run's "as of"
@@ -49,11 +50,13 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         public DateOnly AsOfDay { get; } = DateOnly.FromDateTime(asOf.UtcDateTime);
         public BillingSettingsRow Settings { get; } = settings;
         public ConcurrentDictionary<(string Meter, DateOnly From, DateOnly To), Lazy<Task<IReadOnlyDictionary<string, decimal>>>> Usage { get; } = new();
+        public BillingRunTimings Timings { get; } = new();
     }
 
     /// <summary>Bills every subscription of the tenant (or one) as of <paramref name="asOf"/>.</summary>
     public async Task<BillingRunResult> RunAsync(string tenant, DateTimeOffset asOf, string? onlySubscription, CancellationToken cancellationToken)
     {
+        long started = Stopwatch.GetTimestamp();
         List<string> ids;
         BillingSettingsRow settings;
         await using (var connection = await database.DataSource.OpenConnectionAsync(cancellationToken))
@@ -66,6 +69,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         }
 
         var run = new RunContext(tenant, asOf, settings);
+        run.Timings.Add(BillingPhase.Read, started);
         int created = 0, recalculated = 0;
         var invoiceIds = new List<string>();
         var failures = new List<(string, string)>();
@@ -82,10 +86,13 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                     failures.AddRange(outcome.Failures);
                 }
             });
-        int finalized = await FinalizeDueAsync(tenant, asOf, cancellationToken);
+        int finalized = await FinalizeDueAsync(tenant, asOf, run.Timings, cancellationToken);
         invoiceIds.Sort(StringComparer.Ordinal);
         failures.Sort((a, b) => string.CompareOrdinal(a.Item1, b.Item1));
-        return new BillingRunResult(ids.Count, created, recalculated, finalized, invoiceIds, failures);
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        if (created + recalculated + finalized + failures.Count > 0)
+            BillingLog.BillingRunPhases(logger, tenant, ids.Count, created, recalculated, finalized, failures.Count, elapsed.TotalSeconds, run.Timings);
+        return new BillingRunResult(ids.Count, created, recalculated, finalized, invoiceIds, failures, elapsed, run.Timings);
     }
 
     private sealed class ChunkOutcome
@@ -105,6 +112,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     {
         var outcome = new ChunkOutcome();
         string tenant = run.Tenant;
+        long step = Stopwatch.GetTimestamp();
         await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
         var subscriptions = await CatalogStore.LoadSubscriptionsAsync(connection, tenant, ids, cancellationToken);
         var existing = new Dictionary<(string, DateOnly), (string Id, string Status)>();
@@ -128,9 +136,14 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                 due.Add((subscription, plans, items));
         }
         if (due.Count == 0)
+        {
+            run.Timings.Add(BillingPhase.Read, step);
             return outcome;
+        }
 
         var billed = await BilledLinesAsync(connection, tenant, due.SelectMany(d => d.Items.Select(i => Since(i))).Min(), [.. due.Select(d => d.Subscription.Id)], cancellationToken);
+        run.Timings.Add(BillingPhase.Read, step);
+        step = Stopwatch.GetTimestamp();
 
         // First every invoice of the chunk is worked out in memory: reading usage and rating is what can fail for one
         // subscription (its usage cannot be totalled), and then nothing of it is written and the others go on.
@@ -161,7 +174,11 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             billed.AddRange(added);
         }
 
+        // Usage waits inside the loop were moved out of rating as they happened (QuantitiesAsync).
+        run.Timings.Add(BillingPhase.Rating, step);
+
         // Then written in one transaction with a handful of statements for the whole chunk.
+        step = Stopwatch.GetTimestamp();
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         var written = new List<PlannedInvoice>();
         foreach (var draft in planned.Where(p => p.IsDraft))
@@ -184,8 +201,11 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             outcome.Created++;
         }
         await InsertLinesAsync(connection, tenant, written, cancellationToken);
+        long outbox = Stopwatch.GetTimestamp();
         await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventTypes.InvoiceCreated, outcome.CreatedIds, cancellationToken);
+        run.Timings.Move(BillingPhase.Writes, run.Timings.Add(BillingPhase.Outbox, outbox));
         await transaction.CommitAsync(cancellationToken);
+        run.Timings.Add(BillingPhase.Writes, step);
         outcome.Touched.AddRange(written.Select(w => w.InvoiceId));
         return outcome;
     }
@@ -269,11 +289,12 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     /// in bulk keeps the counter's row lock to one short transaction per chunk rather than one per invoice. Drafts that
     /// another run is recalculating right now are skipped (that run finalizes them).
     /// </summary>
-    public async Task<int> FinalizeDueAsync(string tenant, DateTimeOffset asOf, CancellationToken cancellationToken)
+    public async Task<int> FinalizeDueAsync(string tenant, DateTimeOffset asOf, BillingRunTimings timings, CancellationToken cancellationToken)
     {
         int total = 0;
         while (true)
         {
+            long step = Stopwatch.GetTimestamp();
             await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
             await using (var counter = CatalogStore.Command(connection,
@@ -293,12 +314,18 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                 """, tenant, asOf.UtcDateTime, FinalizeChunk);
             var ids = await CatalogStore.ReadAllAsync(number, r => r.GetString(0), cancellationToken);
             if (ids.Count == 0)
+            {
+                timings.Add(BillingPhase.Finalize, step);
                 return total;
+            }
             await using (var advance = CatalogStore.Command(connection,
                 "UPDATE invoice_number_counters SET last_number = last_number + $2 WHERE tenant_id = $1", tenant, ids.Count))
                 await advance.ExecuteNonQueryAsync(cancellationToken);
+            long outbox = Stopwatch.GetTimestamp();
             await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventTypes.InvoiceFinalized, ids, cancellationToken);
+            timings.Move(BillingPhase.Finalize, timings.Add(BillingPhase.Outbox, outbox));
             await transaction.CommitAsync(cancellationToken);
+            timings.Add(BillingPhase.Finalize, step);
             total += ids.Count;
         }
     }
@@ -468,8 +495,10 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         var quantities = new Dictionary<string, ChargeUsage>(plan.Charges.Length);
         foreach (var charge in plan.Charges)
         {
+            long waited = Stopwatch.GetTimestamp();
             var all = await run.Usage.GetOrAdd((charge.Meter.Code, from, to), key => new Lazy<Task<IReadOnlyDictionary<string, decimal>>>(
                 () => usage.GetQuantitiesAsync(run.Tenant, key.Meter, Midnight(key.From), Midnight(key.To), CancellationToken.None))).Value.WaitAsync(cancellationToken);
+            run.Timings.Move(BillingPhase.Rating, run.Timings.Add(BillingPhase.Usage, waited));
             quantities[charge.Meter.Code] = new ChargeUsage(all.TryGetValue(customer, out var quantity) ? quantity : 0m);
         }
         return quantities;
