@@ -245,15 +245,21 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     private DateOnly Since(Item item) => item.Date.AddDays(-(item.Period.Days + (int)Math.Ceiling(options.Value.LateUsageWindow.TotalDays)));
 
     /// <summary>The usage and adjustment lines of the subscriptions' invoices (not void) whose range ends after <paramref name="since"/>.</summary>
+    /// <remarks>The lines are read invoice by invoice (LATERAL, by the lines' primary key; OFFSET 0 keeps the planner from
+    /// flattening the subquery into a plain join again): left to choose, the planner
+    /// scanned every usage line of the tenant for each chunk once the invoices table had grown past its statistics,
+    /// which made a run quadratic in its size.</remarks>
     private static async Task<List<BilledLine>> BilledLinesAsync(NpgsqlConnection connection, string tenant, DateOnly since, string[] subscriptions,
         CancellationToken cancellationToken)
     {
         await using var command = CatalogStore.Command(connection, """
             SELECT i.subscription_id, i.id, i.status, i.billing_date, i.period_start, i.period_end, l.kind, l.plan_code, l.plan_version,
                    l.service_from, l.service_to, l.meter, l.quantity, l.adjusts_invoice
-            FROM invoices i JOIN invoice_lines l ON l.tenant_id = i.tenant_id AND l.invoice_id = i.id
+            FROM invoices i CROSS JOIN LATERAL (
+                SELECT * FROM invoice_lines l WHERE l.tenant_id = i.tenant_id AND l.invoice_id = i.id
+                  AND l.kind IN ('usage', 'late_usage_adjustment') AND l.meter IS NOT NULL AND l.service_to > $3
+                OFFSET 0) l
             WHERE i.tenant_id = $1 AND i.subscription_id = ANY($2) AND i.status <> 'void'
-              AND l.kind IN ('usage', 'late_usage_adjustment') AND l.meter IS NOT NULL AND l.service_to > $3
             ORDER BY i.billing_date, l.line_number
             """, tenant, subscriptions, since);
         return await CatalogStore.ReadAllAsync(command, r => new BilledLine(r.GetString(0), r.GetString(1), r.GetString(2), r.GetFieldValue<DateOnly>(3),
