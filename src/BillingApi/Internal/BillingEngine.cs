@@ -47,6 +47,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     private sealed class RunContext(string tenant, DateTimeOffset asOf, BillingSettingsRow settings)
     {
         public string Tenant { get; } = tenant;
+        public DateTimeOffset AsOf { get; } = asOf;
         public DateOnly AsOfDay { get; } = DateOnly.FromDateTime(asOf.UtcDateTime);
         public BillingSettingsRow Settings { get; } = settings;
         public ConcurrentDictionary<(string Meter, DateOnly From, DateOnly To), Lazy<Task<IReadOnlyDictionary<string, decimal>>>> Usage { get; } = new();
@@ -70,7 +71,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
 
         var run = new RunContext(tenant, asOf, settings);
         run.Timings.Add(BillingPhase.Read, started);
-        int created = 0, recalculated = 0;
+        int created = 0, recalculated = 0, finalized = 0;
         var invoiceIds = new List<string>();
         var failures = new List<(string, string)>();
         var gate = new object();
@@ -82,11 +83,12 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                 {
                     created += outcome.Created;
                     recalculated += outcome.Recalculated;
+                    finalized += outcome.FinalizedIds.Count;
                     invoiceIds.AddRange(outcome.Touched);
                     failures.AddRange(outcome.Failures);
                 }
             });
-        int finalized = await FinalizeDueAsync(tenant, asOf, run.Timings, cancellationToken);
+        finalized += await FinalizeDueAsync(tenant, asOf, run.Timings, cancellationToken);
         invoiceIds.Sort(StringComparer.Ordinal);
         failures.Sort((a, b) => string.CompareOrdinal(a.Item1, b.Item1));
         var elapsed = Stopwatch.GetElapsedTime(started);
@@ -101,6 +103,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         public int Recalculated;
         public List<string> Touched { get; } = [];
         public List<string> CreatedIds { get; } = [];
+        public List<string> FinalizedIds { get; } = [];
         public List<(string, string)> Failures { get; } = [];
     }
 
@@ -193,16 +196,20 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             written.Add(draft);
             outcome.Recalculated++;
         }
-        var claimed = await ClaimAsync(connection, tenant, run.Settings.GracePeriodDays, planned.Where(p => !p.IsDraft).ToList(), cancellationToken);
-        foreach (var invoice in planned.Where(p => !p.IsDraft && claimed.Contains(p.InvoiceId)))
+        var claimed = await ClaimAsync(connection, transaction, run, planned.Where(p => !p.IsDraft).ToList(), cancellationToken);
+        foreach (var invoice in planned.Where(p => !p.IsDraft && claimed.ContainsKey(p.InvoiceId)))
         {
             written.Add(invoice);
             outcome.CreatedIds.Add(invoice.InvoiceId);
             outcome.Created++;
+            if (claimed[invoice.InvoiceId])
+                outcome.FinalizedIds.Add(invoice.InvoiceId);
         }
         await InsertLinesAsync(connection, tenant, written, cancellationToken);
         long outbox = Stopwatch.GetTimestamp();
+        // An invoice made final as it was inserted raises both events; each carries the invoice as it is now.
         await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventTypes.InvoiceCreated, outcome.CreatedIds, cancellationToken);
+        await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventTypes.InvoiceFinalized, outcome.FinalizedIds, cancellationToken);
         run.Timings.Move(BillingPhase.Writes, run.Timings.Add(BillingPhase.Outbox, outbox));
         await transaction.CommitAsync(cancellationToken);
         run.Timings.Add(BillingPhase.Writes, step);
@@ -217,28 +224,75 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     }
 
     /// <summary>
-    /// Inserts the new invoices in one statement and returns the ids it inserted. An invoice whose (subscription, billing
-    /// date) exists already is left out: a concurrent run waits here on the other's uncommitted row, then skips it.
+    /// Inserts the new invoices in one statement and returns the ids it inserted, each with whether it was inserted
+    /// final. An invoice whose (subscription, billing date) exists already is left out: a concurrent run waits here on
+    /// the other's uncommitted row, then skips it.
     /// </summary>
-    private static async Task<HashSet<string>> ClaimAsync(NpgsqlConnection connection, string tenant, int graceDays, List<PlannedInvoice> invoices,
-        CancellationToken cancellationToken)
+    /// <remarks>
+    /// An invoice whose grace period is over by the run's "as of" time (always, with the default grace period of 0) is
+    /// inserted final and numbered, rather than inserted as a draft and rewritten by <see cref="FinalizeDueAsync"/>:
+    /// that second pass made a new version of every row and of its index entries. The numbers come from the tenant's
+    /// counter, whose row lock this transaction holds from here to its commit, so they have no gaps: a rolled-back chunk
+    /// rolls its numbers back, and the chunks of a tenant number one after another. An invoice that a concurrent run
+    /// made meanwhile would leave a gap (its number was given out), so then the insert is undone to a savepoint and done
+    /// again without it.
+    /// </remarks>
+    private static async Task<Dictionary<string, bool>> ClaimAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, RunContext run,
+        List<PlannedInvoice> invoices, CancellationToken cancellationToken)
     {
-        if (invoices.Count == 0)
-            return [];
-        await using var claim = CatalogStore.Command(connection, """
-            INSERT INTO invoices (tenant_id, id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, status, total, finalize_after)
-            SELECT $1, u.id, u.subscription_id, u.customer_id, u.billing_date, u.reason, u.period_start, u.period_end, u.currency, 'draft', u.total, u.finalize_after
-            FROM unnest($2::text[], $3::text[], $4::text[], $5::date[], $6::text[], $7::date[], $8::date[], $9::text[], $10::numeric[], $11::timestamptz[])
-                 AS u(id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, total, finalize_after)
-            ORDER BY u.subscription_id, u.billing_date
-            ON CONFLICT (tenant_id, subscription_id, billing_date) DO NOTHING
-            RETURNING id
-            """, tenant,
-            invoices.Select(i => i.InvoiceId).ToArray(), invoices.Select(i => i.Subscription.Id).ToArray(), invoices.Select(i => i.Subscription.CustomerId).ToArray(),
-            invoices.Select(i => i.Item.Date).ToArray(), invoices.Select(i => Reason(i.Item.Kind)).ToArray(), invoices.Select(i => i.Item.Period.Start).ToArray(),
-            invoices.Select(i => i.Item.Period.End).ToArray(), invoices.Select(i => i.Currency).ToArray(), invoices.Select(i => i.Total).ToArray(),
-            invoices.Select(i => Midnight(i.Item.Date).AddDays(graceDays).UtcDateTime).ToArray());
-        return [.. await CatalogStore.ReadAllAsync(claim, r => r.GetString(0), cancellationToken)];
+        string tenant = run.Tenant;
+        int graceDays = run.Settings.GracePeriodDays;
+        bool[] final = [.. invoices.Select(i => Midnight(i.Item.Date).AddDays(graceDays) <= run.AsOf)];
+        while (true)
+        {
+            if (invoices.Count == 0)
+                return [];
+            int finals = final.Count(f => f);
+            long lastNumber = 0;
+            if (finals > 0)
+            {
+                await transaction.SaveAsync("claim", cancellationToken);
+                await using var counter = CatalogStore.Command(connection, """
+                    INSERT INTO invoice_number_counters (tenant_id, last_number) VALUES ($1, 0)
+                    ON CONFLICT (tenant_id) DO UPDATE SET last_number = invoice_number_counters.last_number RETURNING last_number
+                    """, tenant);
+                lastNumber = (long)(await counter.ExecuteScalarAsync(cancellationToken))!;
+            }
+            // Numbered in billing-date order within the chunk, as FinalizeDueAsync numbers drafts.
+            await using var claim = CatalogStore.Command(connection, """
+                INSERT INTO invoices (tenant_id, id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, status, total,
+                                      finalize_after, number, finalized_at)
+                SELECT $1, u.id, u.subscription_id, u.customer_id, u.billing_date, u.reason, u.period_start, u.period_end, u.currency,
+                       CASE WHEN u.final THEN 'finalized' ELSE 'draft' END, u.total, u.finalize_after,
+                       CASE WHEN u.final THEN $13 + count(*) FILTER (WHERE u.final) OVER (ORDER BY u.billing_date, u.subscription_id) END,
+                       CASE WHEN u.final THEN $14::timestamptz END
+                FROM unnest($2::text[], $3::text[], $4::text[], $5::date[], $6::text[], $7::date[], $8::date[], $9::text[], $10::numeric[], $11::timestamptz[], $12::boolean[])
+                     AS u(id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, total, finalize_after, final)
+                ORDER BY u.subscription_id, u.billing_date
+                ON CONFLICT (tenant_id, subscription_id, billing_date) DO NOTHING
+                RETURNING id, status = 'finalized'
+                """, tenant,
+                invoices.Select(i => i.InvoiceId).ToArray(), invoices.Select(i => i.Subscription.Id).ToArray(), invoices.Select(i => i.Subscription.CustomerId).ToArray(),
+                invoices.Select(i => i.Item.Date).ToArray(), invoices.Select(i => Reason(i.Item.Kind)).ToArray(), invoices.Select(i => i.Item.Period.Start).ToArray(),
+                invoices.Select(i => i.Item.Period.End).ToArray(), invoices.Select(i => i.Currency).ToArray(), invoices.Select(i => i.Total).ToArray(),
+                invoices.Select(i => Midnight(i.Item.Date).AddDays(graceDays).UtcDateTime).ToArray(), final, lastNumber, run.AsOf.UtcDateTime);
+            var inserted = (await CatalogStore.ReadAllAsync(claim, r => (Id: r.GetString(0), Final: r.GetBoolean(1)), cancellationToken))
+                .ToDictionary(r => r.Id, r => r.Final);
+            int numbered = inserted.Count(r => r.Value);
+            if (numbered == finals)
+            {
+                if (finals > 0)
+                {
+                    await using var advance = CatalogStore.Command(connection,
+                        "UPDATE invoice_number_counters SET last_number = $2 WHERE tenant_id = $1", tenant, lastNumber + finals);
+                    await advance.ExecuteNonQueryAsync(cancellationToken);
+                }
+                return inserted;
+            }
+            await transaction.RollbackAsync("claim", cancellationToken);
+            final = [.. final.Where((_, n) => inserted.ContainsKey(invoices[n].InvoiceId))];
+            invoices = [.. invoices.Where(i => inserted.ContainsKey(i.InvoiceId))];
+        }
     }
 
     /// <summary>How far back a billing date's late-usage comparison looks: one period plus the late-usage window.</summary>
