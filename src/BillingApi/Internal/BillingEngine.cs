@@ -196,16 +196,36 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             written.Add(draft);
             outcome.Recalculated++;
         }
-        var claimed = await ClaimAsync(connection, transaction, run, planned.Where(p => !p.IsDraft).ToList(), cancellationToken);
-        foreach (var invoice in planned.Where(p => !p.IsDraft && claimed.ContainsKey(p.InvoiceId)))
+        // The lines of the new invoices go in before the invoices (their foreign key is checked at commit), since
+        // ClaimAsync may take the tenant's number counter, which serializes the chunks of a tenant until they commit.
+        var fresh = planned.Where(p => !p.IsDraft).ToList();
+        if (fresh.Count > 0)
         {
+            await using var defer = CatalogStore.Command(connection, "SET CONSTRAINTS invoice_lines_tenant_id_invoice_id_fkey DEFERRED");
+            await defer.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await InsertLinesAsync(connection, tenant, [.. written, .. fresh], cancellationToken);
+        var claimed = await ClaimAsync(connection, transaction, run, fresh, cancellationToken);
+        var skipped = new List<string>();
+        foreach (var invoice in fresh)
+        {
+            if (!claimed.TryGetValue(invoice.InvoiceId, out bool final))
+            {
+                skipped.Add(invoice.InvoiceId);
+                continue;
+            }
             written.Add(invoice);
             outcome.CreatedIds.Add(invoice.InvoiceId);
             outcome.Created++;
-            if (claimed[invoice.InvoiceId])
+            if (final)
                 outcome.FinalizedIds.Add(invoice.InvoiceId);
         }
-        await InsertLinesAsync(connection, tenant, written, cancellationToken);
+        if (skipped.Count > 0)
+        {
+            // A concurrent run made these meanwhile: their lines (under ids only this chunk knows) go again.
+            await using var orphans = CatalogStore.Command(connection, "DELETE FROM invoice_lines WHERE tenant_id = $1 AND invoice_id = ANY($2)", tenant, skipped.ToArray());
+            await orphans.ExecuteNonQueryAsync(cancellationToken);
+        }
         long outbox = Stopwatch.GetTimestamp();
         // An invoice made final as it was inserted raises both events; each carries the invoice as it is now.
         await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventTypes.InvoiceCreated, outcome.CreatedIds, cancellationToken);
