@@ -38,9 +38,6 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     /// <summary>One invoice to make: its billing date, and the period it closes (or falls in).</summary>
     private readonly record struct Item(ItemKind Kind, DateOnly Date, BillingPeriod Period);
 
-    /// <summary>Subscriptions billed per transaction: one commit per chunk rather than per subscription, with a
-    /// savepoint per subscription so that one that cannot be billed does not hold up the others.</summary>
-    private const int ChunkSize = 250;
 
     /// <summary>What one run shares: the tenant's settings, and the usage it read (by meter and range, for every
     /// customer at once: one aggregator query for all subscriptions that share a period).</summary>
@@ -75,7 +72,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         var invoiceIds = new List<string>();
         var failures = new List<(string, string)>();
         var gate = new object();
-        await Parallel.ForEachAsync(ids.Chunk(ChunkSize), new ParallelOptions { MaxDegreeOfParallelism = options.Value.BillingRunParallelism, CancellationToken = cancellationToken },
+        await Parallel.ForEachAsync(ids.Chunk(options.Value.BillingRunChunkSize), new ParallelOptions { MaxDegreeOfParallelism = options.Value.BillingRunParallelism, CancellationToken = cancellationToken },
             async (chunk, ct) =>
             {
                 var outcome = await BillChunkAsync(run, chunk, ct);
@@ -182,7 +179,18 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
 
         // Then written in one transaction with a handful of statements for the whole chunk.
         step = Stopwatch.GetTimestamp();
+        // Lock order, here and wherever invoices are numbered: the tenant's number counter first, then invoice rows. The
+        // lines of the new invoices go in before the counter is taken (their foreign key is checked at commit): the
+        // counter serializes the chunks of a tenant until they commit, so as little as possible happens after it.
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var fresh = planned.Where(p => !p.IsDraft).ToList();
+        if (fresh.Count > 0)
+        {
+            await using var defer = CatalogStore.Command(connection, "SET CONSTRAINTS invoice_lines_tenant_id_invoice_id_fkey DEFERRED");
+            await defer.ExecuteNonQueryAsync(cancellationToken);
+            await InsertLinesAsync(connection, tenant, fresh, cancellationToken);
+        }
+        long? lastNumber = fresh.Any(p => IsFinalOnInsert(run, p.Item)) ? await LockNumberCounterAsync(connection, tenant, cancellationToken) : null;
         var written = new List<PlannedInvoice>();
         foreach (var draft in planned.Where(p => p.IsDraft))
         {
@@ -196,16 +204,8 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             written.Add(draft);
             outcome.Recalculated++;
         }
-        // The lines of the new invoices go in before the invoices (their foreign key is checked at commit), since
-        // ClaimAsync may take the tenant's number counter, which serializes the chunks of a tenant until they commit.
-        var fresh = planned.Where(p => !p.IsDraft).ToList();
-        if (fresh.Count > 0)
-        {
-            await using var defer = CatalogStore.Command(connection, "SET CONSTRAINTS invoice_lines_tenant_id_invoice_id_fkey DEFERRED");
-            await defer.ExecuteNonQueryAsync(cancellationToken);
-        }
-        await InsertLinesAsync(connection, tenant, [.. written, .. fresh], cancellationToken);
-        var claimed = await ClaimAsync(connection, transaction, run, fresh, cancellationToken);
+        await InsertLinesAsync(connection, tenant, written, cancellationToken);
+        var claimed = await ClaimAsync(connection, transaction, run, fresh, lastNumber, cancellationToken);
         var skipped = new List<string>();
         foreach (var invoice in fresh)
         {
@@ -252,32 +252,24 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     /// An invoice whose grace period is over by the run's "as of" time (always, with the default grace period of 0) is
     /// inserted final and numbered, rather than inserted as a draft and rewritten by <see cref="FinalizeDueAsync"/>:
     /// that second pass made a new version of every row and of its index entries. The numbers come from the tenant's
-    /// counter, whose row lock this transaction holds from here to its commit, so they have no gaps: a rolled-back chunk
+    /// counter, whose row lock (<paramref name="lastNumber"/> is what it held) this transaction holds to its commit, so they have no gaps: a rolled-back chunk
     /// rolls its numbers back, and the chunks of a tenant number one after another. An invoice that a concurrent run
     /// made meanwhile would leave a gap (its number was given out), so then the insert is undone to a savepoint and done
     /// again without it.
     /// </remarks>
     private static async Task<Dictionary<string, bool>> ClaimAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, RunContext run,
-        List<PlannedInvoice> invoices, CancellationToken cancellationToken)
+        List<PlannedInvoice> invoices, long? lastNumber, CancellationToken cancellationToken)
     {
         string tenant = run.Tenant;
         int graceDays = run.Settings.GracePeriodDays;
-        bool[] final = [.. invoices.Select(i => Midnight(i.Item.Date).AddDays(graceDays) <= run.AsOf)];
+        bool[] final = [.. invoices.Select(i => IsFinalOnInsert(run, i.Item))];
         while (true)
         {
             if (invoices.Count == 0)
                 return [];
             int finals = final.Count(f => f);
-            long lastNumber = 0;
             if (finals > 0)
-            {
                 await transaction.SaveAsync("claim", cancellationToken);
-                await using var counter = CatalogStore.Command(connection, """
-                    INSERT INTO invoice_number_counters (tenant_id, last_number) VALUES ($1, 0)
-                    ON CONFLICT (tenant_id) DO UPDATE SET last_number = invoice_number_counters.last_number RETURNING last_number
-                    """, tenant);
-                lastNumber = (long)(await counter.ExecuteScalarAsync(cancellationToken))!;
-            }
             // Numbered in billing-date order within the chunk, as FinalizeDueAsync numbers drafts.
             await using var claim = CatalogStore.Command(connection, """
                 INSERT INTO invoices (tenant_id, id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, status, total,
@@ -295,7 +287,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                 invoices.Select(i => i.InvoiceId).ToArray(), invoices.Select(i => i.Subscription.Id).ToArray(), invoices.Select(i => i.Subscription.CustomerId).ToArray(),
                 invoices.Select(i => i.Item.Date).ToArray(), invoices.Select(i => Reason(i.Item.Kind)).ToArray(), invoices.Select(i => i.Item.Period.Start).ToArray(),
                 invoices.Select(i => i.Item.Period.End).ToArray(), invoices.Select(i => i.Currency).ToArray(), invoices.Select(i => i.Total).ToArray(),
-                invoices.Select(i => Midnight(i.Item.Date).AddDays(graceDays).UtcDateTime).ToArray(), final, lastNumber, run.AsOf.UtcDateTime);
+                invoices.Select(i => Midnight(i.Item.Date).AddDays(graceDays).UtcDateTime).ToArray(), final, lastNumber ?? 0, run.AsOf.UtcDateTime);
             var inserted = (await CatalogStore.ReadAllAsync(claim, r => (Id: r.GetString(0), Final: r.GetBoolean(1)), cancellationToken))
                 .ToDictionary(r => r.Id, r => r.Final);
             int numbered = inserted.Count(r => r.Value);
@@ -304,7 +296,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                 if (finals > 0)
                 {
                     await using var advance = CatalogStore.Command(connection,
-                        "UPDATE invoice_number_counters SET last_number = $2 WHERE tenant_id = $1", tenant, lastNumber + finals);
+                        "UPDATE invoice_number_counters SET last_number = $2 WHERE tenant_id = $1", tenant, lastNumber!.Value + finals);
                     await advance.ExecuteNonQueryAsync(cancellationToken);
                 }
                 return inserted;
@@ -313,6 +305,24 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             final = [.. final.Where((_, n) => inserted.ContainsKey(invoices[n].InvoiceId))];
             invoices = [.. invoices.Where(i => inserted.ContainsKey(i.InvoiceId))];
         }
+    }
+
+    /// <summary>Whether a new invoice of <paramref name="item"/> is past its grace period at the run's "as of" time, so
+    /// that it is inserted final (what <see cref="FinalizeDueAsync"/> would otherwise do to it at the end of the run).</summary>
+    private static bool IsFinalOnInsert(RunContext run, Item item) => Midnight(item.Date).AddDays(run.Settings.GracePeriodDays) <= run.AsOf;
+
+    /// <summary>
+    /// Takes the row lock of the tenant's invoice-number counter (creating it at 0) until the transaction ends, and
+    /// returns its last number. Whatever numbers invoices takes this lock before it locks any invoice row, so that two
+    /// of them can never wait on each other.
+    /// </summary>
+    public static async Task<long> LockNumberCounterAsync(NpgsqlConnection connection, string tenant, CancellationToken cancellationToken)
+    {
+        await using var counter = CatalogStore.Command(connection, """
+            INSERT INTO invoice_number_counters (tenant_id, last_number) VALUES ($1, 0)
+            ON CONFLICT (tenant_id) DO UPDATE SET last_number = invoice_number_counters.last_number RETURNING last_number
+            """, tenant);
+        return (long)(await counter.ExecuteScalarAsync(cancellationToken))!;
     }
 
     /// <summary>How far back a billing date's late-usage comparison looks: one period plus the late-usage window.</summary>
@@ -377,9 +387,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             long step = Stopwatch.GetTimestamp();
             await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-            await using (var counter = CatalogStore.Command(connection,
-                "INSERT INTO invoice_number_counters (tenant_id, last_number) VALUES ($1, 0) ON CONFLICT (tenant_id) DO UPDATE SET last_number = invoice_number_counters.last_number", tenant))
-                await counter.ExecuteNonQueryAsync(cancellationToken);
+            await LockNumberCounterAsync(connection, tenant, cancellationToken);
             await using var number = CatalogStore.Command(connection, """
                 WITH due AS (
                     SELECT id, billing_date FROM invoices WHERE tenant_id = $1 AND status = 'draft' AND finalize_after <= $2
