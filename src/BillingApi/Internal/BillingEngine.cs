@@ -19,10 +19,11 @@ internal sealed record BillingRunResult(int Subscriptions, int Created, int Reca
 /// <summary>
 /// Turns subscriptions into invoices. For each subscription it works out every billing date up to the run's "as of"
 /// time (its start when the plan has in-advance fees, each period's end, each mid-period plan change, a mid-period
-/// end) and makes the invoice of each date in its own transaction. The unique key (subscription, billing date) makes
-/// a run idempotent: running it twice, or on two servers at once, finds the invoice and creates nothing. A draft
-/// (inside the tenant's grace period) is recalculated on every run, so late usage lands in it, and finalized once
-/// the grace period is over: numbered from the tenant's counter in the same transaction, so numbers have no gaps.
+/// end) and makes the invoice of each date, a chunk of subscriptions per transaction. The unique key (subscription,
+/// billing date) makes a run idempotent: running it twice, or on two servers at once, finds the invoice and creates
+/// nothing. A draft (inside the tenant's grace period) is recalculated on every run, so late usage lands in it, and
+/// finalized once the grace period is over; an invoice already past it when made is inserted final. Either way it is
+/// numbered from the tenant's counter in the transaction that makes it final, so numbers have no gaps.
 /// Late usage of a period whose invoice is already final is billed on the next invoice as adjustment lines.
 /// </summary>
 internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSource usage, IOptions<BillingOptions> options, ILogger<BillingEngine> logger)
@@ -251,11 +252,11 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     /// <remarks>
     /// An invoice whose grace period is over by the run's "as of" time (always, with the default grace period of 0) is
     /// inserted final and numbered, rather than inserted as a draft and rewritten by <see cref="FinalizeDueAsync"/>:
-    /// that second pass made a new version of every row and of its index entries. The numbers come from the tenant's
-    /// counter, whose row lock (<paramref name="lastNumber"/> is what it held) this transaction holds to its commit, so they have no gaps: a rolled-back chunk
-    /// rolls its numbers back, and the chunks of a tenant number one after another. An invoice that a concurrent run
-    /// made meanwhile would leave a gap (its number was given out), so then the insert is undone to a savepoint and done
-    /// again without it.
+    /// that second pass made a new version of every row and of its index entries. The numbers follow
+    /// <paramref name="lastNumber"/>, read under the tenant's counter row lock, which this transaction holds to its commit,
+    /// so they have no gaps: a rolled-back chunk rolls its numbers back, and the chunks of a tenant number one after
+    /// another. An invoice that a concurrent run made meanwhile would leave a gap (its number was given out), so then the
+    /// insert is undone to a savepoint and done again without it.
     /// </remarks>
     private static async Task<Dictionary<string, bool>> ClaimAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, RunContext run,
         List<PlannedInvoice> invoices, long? lastNumber, CancellationToken cancellationToken)
@@ -329,10 +330,9 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     private DateOnly Since(Item item) => item.Date.AddDays(-(item.Period.Days + (int)Math.Ceiling(options.Value.LateUsageWindow.TotalDays)));
 
     /// <summary>The usage and adjustment lines of the subscriptions' invoices (not void) whose range ends after <paramref name="since"/>.</summary>
-    /// <remarks>The lines are read invoice by invoice (LATERAL, by the lines' primary key; OFFSET 0 keeps the planner from
-    /// flattening the subquery into a plain join again): left to choose, the planner
-    /// scanned every usage line of the tenant for each chunk once the invoices table had grown past its statistics,
-    /// which made a run quadratic in its size.</remarks>
+    /// <remarks>The lines are read invoice by invoice (LATERAL, by the lines' primary key; OFFSET 0 keeps the planner
+    /// from flattening the subquery into a plain join again): left to choose, the planner scanned every usage line of the
+    /// tenant for each chunk once the tables had grown past their statistics, which made a run quadratic in its size.</remarks>
     private static async Task<List<BilledLine>> BilledLinesAsync(NpgsqlConnection connection, string tenant, DateOnly since, string[] subscriptions,
         CancellationToken cancellationToken)
     {
