@@ -15,9 +15,13 @@ internal static class Money
     public static bool SameBits(decimal a, decimal b) =>
         Unsafe.As<decimal, UInt128>(ref a) == Unsafe.As<decimal, UInt128>(ref b);
 
-    public static decimal Round(decimal amount, int decimals, RoundingMode mode) => mode switch
+    /// <summary>Rounds once to <paramref name="decimals"/> places; half-even, the default, is tested first and inlined.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static decimal Round(decimal amount, int decimals, RoundingMode mode) =>
+        mode == RoundingMode.HalfEven ? decimal.Round(amount, decimals, MidpointRounding.ToEven) : RoundOtherMode(amount, decimals, mode);
+
+    private static decimal RoundOtherMode(decimal amount, int decimals, RoundingMode mode) => mode switch
     {
-        RoundingMode.HalfEven => decimal.Round(amount, decimals, MidpointRounding.ToEven),
         RoundingMode.HalfUp => decimal.Round(amount, decimals, MidpointRounding.AwayFromZero),
         RoundingMode.Up => decimal.Round(amount, decimals, amount >= 0 ? MidpointRounding.ToPositiveInfinity : MidpointRounding.ToNegativeInfinity),
         RoundingMode.Down => decimal.Round(amount, decimals, MidpointRounding.ToZero),
