@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using AlphaMesh.Rating.Internal;
 
 namespace AlphaMesh.Rating;
 
@@ -35,7 +36,18 @@ public sealed record StandardModel(decimal UnitPrice) : ChargeModel
 /// </summary>
 public sealed record GraduatedModel(ImmutableArray<Tier> Tiers) : ChargeModel
 {
+    private FullTierTotals? _totals;
+
     public override string Name => "graduated";
+
+    /// <summary>The exact totals of the tiers a quantity has passed through, worked out on first use.</summary>
+    internal FullTierTotals Totals => FullTierTotals.For(Tiers, ref _totals);
+
+    /// <inheritdoc />
+    public bool Equals(GraduatedModel? other) => base.Equals(other) && Tiers.Equals(other.Tiers);
+
+    /// <inheritdoc />
+    public override int GetHashCode() => HashCode.Combine(base.GetHashCode(), Tiers);
 }
 
 /// <summary>
@@ -71,5 +83,16 @@ public sealed record PercentageModel(decimal Rate, long FreeEvents = 0, decimal 
 /// </summary>
 public sealed record GraduatedPercentageModel(ImmutableArray<Tier> Tiers) : ChargeModel
 {
+    private FullTierTotals? _totals;
+
     public override string Name => "graduated_percentage";
+
+    /// <inheritdoc cref="GraduatedModel.Totals"/>
+    internal FullTierTotals Totals => FullTierTotals.For(Tiers, ref _totals);
+
+    /// <inheritdoc />
+    public bool Equals(GraduatedPercentageModel? other) => base.Equals(other) && Tiers.Equals(other.Tiers);
+
+    /// <inheritdoc />
+    public override int GetHashCode() => HashCode.Combine(base.GetHashCode(), Tiers);
 }

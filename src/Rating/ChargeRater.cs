@@ -88,51 +88,54 @@ public static class ChargeRater
     /// <summary>Rates; writes the breakdown into <paramref name="tiers"/> unless it is empty.</summary>
     private static ChargeResult RateCore(Charge charge, ChargeUsage usage, Span<TierLine> tiers)
     {
-        if (usage.Quantity < 0 || usage.EventCount < 0)
+        decimal q = usage.Quantity;
+        if (decimal.Sign(q) < 0 || usage.EventCount < 0)
         {
             ThrowNegativeUsage(usage);
         }
 
         // q - 0m is q itself, bit for bit (0m is rescaled to q's scale and nothing is subtracted), so a charge without
-        // free units skips the subtraction.
-        decimal billable = usage.Quantity > charge.FreeUnits
-            ? (Money.IsPlainZero(charge.FreeUnits) ? usage.Quantity : usage.Quantity - charge.FreeUnits)
-            : 0m;
+        // free units skips the subtraction (and the comparison: q > 0m is its sign).
+        decimal free = charge.FreeUnits;
+        decimal billable = Money.IsPlainZero(free)
+            ? (decimal.Sign(q) > 0 ? q : 0m)
+            : (q > free ? q - free : 0m);
+
+        // One construction of the result at the end (rather than one per model) lets the JIT inline it.
+        decimal amount;
+        int tierCount = 0;
+        long billableEvents = 0;
         switch (charge.Model)
         {
             case StandardModel m:
-                return new ChargeResult(billable, billable * m.UnitPrice, 0);
-
+                amount = billable * m.UnitPrice;
+                break;
             case GraduatedModel m:
-                {
-                    decimal amount = TierMath.Graduated(m.Tiers.AsSpan(), billable, tiers, out int count);
-                    return new ChargeResult(billable, amount, count);
-                }
-
+                amount = tiers.IsEmpty
+                    ? TierMath.GraduatedAmount(m.Tiers.AsSpan(), m.Totals.Through, billable, out tierCount)
+                    : TierMath.Graduated(m.Tiers.AsSpan(), billable, tiers, out tierCount);
+                break;
             case VolumeModel m:
-                {
-                    decimal amount = TierMath.Volume(m.Tiers.AsSpan(), billable, tiers);
-                    return new ChargeResult(billable, amount, 1);
-                }
-
+                amount = TierMath.Volume(m.Tiers.AsSpan(), billable, tiers);
+                tierCount = 1;
+                break;
             case PackageModel m:
-                return new ChargeResult(billable, decimal.Ceiling(billable / m.PackageSize) * m.PackagePrice, 0);
-
+                amount = Money.DivideRoundingUp(billable, m.PackageSize) * m.PackagePrice;
+                break;
             case PercentageModel m:
-                {
-                    long paidEvents = Math.Max(usage.EventCount - m.FreeEvents, 0);
-                    return new ChargeResult(billable, (billable * m.Rate) + (paidEvents * m.FixedFeePerEvent), 0, paidEvents);
-                }
-
+                billableEvents = Math.Max(usage.EventCount - m.FreeEvents, 0);
+                amount = (billable * m.Rate) + (billableEvents * m.FixedFeePerEvent);
+                break;
             case GraduatedPercentageModel m:
-                {
-                    decimal amount = TierMath.Graduated(m.Tiers.AsSpan(), billable, tiers, out int count);
-                    return new ChargeResult(billable, amount, count);
-                }
-
+                amount = tiers.IsEmpty
+                    ? TierMath.GraduatedAmount(m.Tiers.AsSpan(), m.Totals.Through, billable, out tierCount)
+                    : TierMath.Graduated(m.Tiers.AsSpan(), billable, tiers, out tierCount);
+                break;
             default:
                 throw new NotSupportedException($"Charge model {charge.Model?.GetType().Name ?? "null"} is not supported.");
         }
+
+        return new ChargeResult(billable, amount, tierCount, billableEvents);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using AlphaMesh.Rating.Internal;
 
 namespace AlphaMesh.Rating;
@@ -16,6 +17,7 @@ public readonly record struct Currency(string Code, int MinorUnits)
         TryGet(code, out var currency) ? currency : throw new ArgumentException($"'{code}' is not an ISO 4217 currency code.", nameof(code));
 
     /// <summary>Rounds an exact amount once, to this currency's minor unit.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public decimal Round(decimal amount, RoundingMode mode) => Money.Round(amount, MinorUnits, mode);
 
     /// <inheritdoc />

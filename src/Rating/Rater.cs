@@ -41,14 +41,20 @@ public static class Rater
             // The usual caller fills the dictionary in the plan's charge order: read it in that order while each key is
             // the next charge's meter (no hashing), and look up the charges from the first key out of place on.
             int i = 0;
-            foreach (var (meter, u) in dictionary)
+            foreach (var entry in dictionary)
             {
-                if (i == n || !string.Equals(meter, charges[i].Meter.Code, StringComparison.Ordinal))
+                if (i == n)
                 {
                     break;
                 }
 
-                byCharge[i++] = u;
+                string code = charges[i].Meter.Code;
+                if (!ReferenceEquals(entry.Key, code) && !string.Equals(entry.Key, code, StringComparison.Ordinal))
+                {
+                    break;
+                }
+
+                byCharge[i++] = entry.Value;
             }
 
             for (; i < n; i++)

@@ -178,4 +178,61 @@ public sealed class ChargeRaterTests
         Assert.Equal(1, ChargeRater.MaxTierLines(Volume.Model));
         Assert.Equal(0, ChargeRater.MaxTierLines(new StandardModel(1m)));
     }
+
+    [Theory]
+    [InlineData(5, "5")]       // first tier
+    [InlineData(100, "910")]   // 10 * 1 + 90 * 10: past the first tier, from its precomputed total
+    public void RatePeriod_TierTooLargeForADecimal_RatesBelowItAsBefore(int quantity, string expected)
+    {
+        // Tier 2 in full, (10^28 - 10) * 10, does not fit in a decimal, so no total is kept for it; a quantity below it
+        // still rates, on the invoice path (no breakdown) as on ChargeRater.Rate's tier-by-tier path.
+        var charge = Charge(new GraduatedModel(Tiers(new(10, 1m), new(10_000_000_000_000_000_000_000_000_000m, 10m), new(null, 1m))));
+        var plan = Version() with { Charges = [charge] };
+
+        var line = Rater.RatePeriod(plan, Month(2026, 5), new Dictionary<string, ChargeUsage> { [charge.Meter.Code] = new(quantity) }).Lines.Single(l => l.Kind == LineKind.Usage);
+
+        Assert.Equal(decimal.Parse(expected, System.Globalization.CultureInfo.InvariantCulture), line.ExactAmount);
+        Assert.Equal(RateWithTiers(charge, quantity).Result.Amount, line.ExactAmount);
+    }
+
+    [Fact]
+    public void RatePeriod_QuantityInTierTooLargeForADecimal_ThrowsOverflowLikeTheBreakdown()
+    {
+        var charge = Charge(new GraduatedModel(Tiers(new(10, 1m), new(10_000_000_000_000_000_000_000_000_000m, 10m), new(null, 1m))));
+        var plan = Version() with { Charges = [charge] };
+        var usage = new Dictionary<string, ChargeUsage> { [charge.Meter.Code] = new(20_000_000_000_000_000_000_000_000_000m) };
+
+        Assert.Throws<OverflowException>(() => Rater.RatePeriod(plan, Month(2026, 5), usage));
+        Assert.Throws<OverflowException>(() => RateWithTiers(charge, 20_000_000_000_000_000_000_000_000_000m));
+    }
+
+    [Fact]
+    public void RatePeriod_ModelCopiedWithOtherTiers_RatesWithTheNewTiers()
+    {
+        // The first model's tier totals are worked out on its first rating; a copy made with 'with' must not reuse them.
+        var first = new GraduatedModel(Tiers(new(10, 1m), new(null, 2m)));
+        var copy = first with { Tiers = Tiers(new(10, 3m), new(null, 4m)) };
+        var plan = Version() with { Charges = [Charge(first)] };
+        var usage = new Dictionary<string, ChargeUsage> { [plan.Charges[0].Meter.Code] = new(15m) };
+
+        decimal before = Rater.RatePeriod(plan, Month(2026, 5), usage, lines: LineSelection.Usage).Total;
+        decimal after = Rater.RatePeriod(plan with { Charges = [Charge(copy)] }, Month(2026, 5), usage, lines: LineSelection.Usage).Total;
+
+        Assert.Equal(20m, before); // 10 * 1 + 5 * 2
+        Assert.Equal(50m, after);  // 10 * 3 + 5 * 4
+    }
+
+    [Fact]
+    public void Equals_SameTiersOneModelRated_EqualAndSameHash()
+    {
+        var tiers = Tiers(new(10, 1m), new(null, 2m));
+        var rated = new GraduatedModel(tiers);
+        var fresh = new GraduatedModel(tiers);
+        _ = Rater.RatePeriod(Version() with { Charges = [Charge(rated)] }, Month(2026, 5), new Dictionary<string, ChargeUsage>());
+
+        Assert.Equal(fresh, rated);
+        Assert.Equal(fresh.GetHashCode(), rated.GetHashCode());
+        Assert.NotEqual(new GraduatedModel(Tiers(new(10, 1m), new(null, 2m))), rated); // other tier list: as before, compared by reference
+        Assert.Equal(new GraduatedPercentageModel(tiers), new GraduatedPercentageModel(tiers));
+    }
 }

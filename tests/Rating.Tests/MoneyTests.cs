@@ -1,3 +1,7 @@
+using System.Globalization;
+using AlphaMesh.Rating.Internal;
+using CsCheck;
+
 namespace AlphaMesh.Rating.Tests;
 
 public sealed class MoneyTests
@@ -72,4 +76,42 @@ public sealed class MoneyTests
     {
         Assert.Equal(expected, Currency.Get("JPY").Round(2.5m, mode));
     }
+
+    [Theory]
+    [InlineData("0", "1000", "0")]
+    [InlineData("1000", "1000", "1")]
+    [InlineData("1000.001", "1000", "2")]
+    [InlineData("0.5", "1000", "1")]
+    [InlineData("3.000", "1.5", "2")]
+    [InlineData("3.0001", "1.5", "3")]
+    [InlineData("18446744073709551615", "1", "18446744073709551615")] // the largest 64-bit mantissa
+    [InlineData("18446744073709551616", "7", "2635249153387078803")] // a 65-bit mantissa: the decimal path
+    [InlineData("79228162514264337593543950335", "0.5", "OVERFLOW")]
+    public void DivideRoundingUp_HandPickedOperands_IsCeilingOfQuotient(string dividend, string divisor, string expected)
+    {
+        decimal a = decimal.Parse(dividend, CultureInfo.InvariantCulture);
+        decimal b = decimal.Parse(divisor, CultureInfo.InvariantCulture);
+        if (expected == "OVERFLOW")
+        {
+            Assert.Throws<OverflowException>(() => Money.DivideRoundingUp(a, b));
+            return;
+        }
+
+        decimal result = Money.DivideRoundingUp(a, b);
+
+        Assert.Equal(decimal.Parse(expected, CultureInfo.InvariantCulture), result);
+        Assert.Equal(0, result.Scale);
+    }
+
+    [Fact]
+    public void DivideRoundingUp_RandomOperands_SameDecimalAsCeilingOfDecimalQuotient()
+    {
+        // Oracle: decimal.Ceiling(a / b), the formula the package model used before; compared bit for bit.
+        var operand = Gen.Select(Gen.Long[0, long.MaxValue], Gen.Int[0, 12]).Select((m, scale) => new decimal(m) / Pow10(scale));
+        var positive = Gen.Select(Gen.Long[1, 10_000_000_000], Gen.Int[0, 6]).Select((m, scale) => new decimal(m) / Pow10(scale));
+        Gen.Select(operand, positive).Sample((a, b) =>
+            Assert.Equal(decimal.GetBits(decimal.Ceiling(a / b)), decimal.GetBits(Money.DivideRoundingUp(a, b))));
+    }
+
+    private static decimal Pow10(int n) => n == 0 ? 1m : 10m * Pow10(n - 1);
 }

@@ -90,6 +90,36 @@ public sealed class PropertyTests
     }
 
     [Fact]
+    public void RatePeriod_GraduatedAndPackageLines_MatchOraclesAndChargeRater()
+    {
+        // Invoice lines are rated without a breakdown (graduated amounts from the model's precomputed tier totals,
+        // package counts by integer division): the same decimal, scale included, as ChargeRater.Rate's tier-by-tier
+        // path, and the oracles' value.
+        var size = Gen.Long[1, 100_000].Select(x => x / 100m);
+        Gen.Select(TierList, TierList, Gen.Select(size, Price), Quantity, Quantity).Sample((graduated, percentage, package, q, free) =>
+        {
+            var charges = ImmutableArray.Create(
+                Charge(new GraduatedModel(graduated), free, new Meter("g", MeterAggregation.Sum)),
+                Charge(new GraduatedPercentageModel(percentage), 0m, new Meter("p", MeterAggregation.Sum)),
+                Charge(new PackageModel(package.Item1, package.Item2), free, new Meter("k", MeterAggregation.Sum)));
+            var plan = Version() with { Charges = charges };
+            var usage = new Dictionary<string, ChargeUsage> { ["g"] = new(q), ["p"] = new(q), ["k"] = new(q) };
+
+            var lines = Rater.RatePeriod(plan, Month(2026, 5), usage, lines: LineSelection.Usage).Lines;
+
+            decimal billable = Math.Max(q - free, 0m);
+            Assert.Equal(GraduatedOracle(graduated, billable), lines[0].ExactAmount);
+            Assert.Equal(GraduatedOracle(percentage, q), lines[1].ExactAmount);
+            Assert.Equal(PackageOracle(package.Item1, package.Item2, billable), lines[2].ExactAmount);
+            for (int i = 0; i < charges.Length; i++)
+            {
+                var (result, _) = RateWithTiers(charges[i], q);
+                Assert.Equal(decimal.GetBits(result.Amount), decimal.GetBits(lines[i].ExactAmount));
+            }
+        });
+    }
+
+    [Fact]
     public void Rate_Volume_MatchesOracleAndSingleTierHoldsQuantity()
     {
         Gen.Select(TierList, Quantity).Sample((tiers, q) =>

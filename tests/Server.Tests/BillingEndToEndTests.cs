@@ -6,6 +6,8 @@ using System.Text.Json.Nodes;
 using AlphaMesh.Server.Tests.Support;
 using AlphaMesh.Tests.Shared;
 using AlphaMesh.Usage.V1;
+using Npgsql;
+using Xunit.Abstractions;
 
 namespace AlphaMesh.Server.Tests;
 
@@ -36,6 +38,10 @@ public sealed class BillingFixture : IAsyncLifetime
             s.Extra["AlphaMesh:Aggregator:DedupeRetention"] = "90.00:00:00";
             s.Extra["AlphaMesh:Billing:LateUsageWindow"] = "90.00:00:00";
             s.Extra["AlphaMesh:Billing:BillingRunInterval"] = "00:00:00";
+            // Small chunks, so that a few hundred subscriptions make several; four at a time per run, so that concurrent
+            // runs stay well within the shared test cluster's connections.
+            s.Extra["AlphaMesh:Billing:BillingRunChunkSize"] = "100";
+            s.Extra["AlphaMesh:Billing:BillingRunParallelism"] = "4";
             s.Extra["AlphaMesh:Billing:EntitlementCheckInterval"] = "00:00:00.200";
         });
         Api = new UsageApi(Server);
@@ -50,7 +56,7 @@ public sealed class BillingFixture : IAsyncLifetime
     }
 }
 
-public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture<BillingFixture>, IDisposable
+public sealed class BillingEndToEndTests(BillingFixture fixture, ITestOutputHelper output) : IClassFixture<BillingFixture>, IDisposable
 {
     private const string AdminKey = ServerSettings.IngestKey;
     private readonly HttpClient _http = new() { BaseAddress = fixture.Server.Settings.RestAddress, Timeout = TimeSpan.FromSeconds(120) };
@@ -224,6 +230,89 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
         Assert.Equal(0, again["created"]!.GetValue<int>());
         var invoices = await InvoicesAsync(customer);
         Assert.Equal(["period_end", "subscription_start"], invoices.Select(i => i["reason"]!.GetValue<string>()).Order());
+    }
+
+    /// <summary>
+    /// Several chunks of subscriptions (100 each, see the fixture), a grace period of 2 days and a run one day after the month's end:
+    /// each chunk holds start invoices that are past their grace period (inserted final and numbered) and period-end
+    /// invoices that are not (drafts). Four full runs and single-subscription runs at once, which overlap the full
+    /// runs' chunks in part; then two runs at once after the grace period. The oracle is worked out from the start days
+    /// alone: which invoice each subscription has, which are final after each step, and that the numbers are exactly
+    /// 1..n. Random counts and start days; the seed is printed (ALPHAMESH_BILLING_SEED=&lt;seed&gt; repeats them).
+    /// </summary>
+    [Fact]
+    public async Task BillingRun_ChunksGracePeriodAndConcurrentRuns_MakeEachInvoiceOnceNumberedWithoutGaps()
+    {
+        int seed = Environment.GetEnvironmentVariable("ALPHAMESH_BILLING_SEED") is { Length: > 0 } s
+            ? int.Parse(s, CultureInfo.InvariantCulture) : Random.Shared.Next();
+        output.WriteLine($"seed: {seed}");
+        var random = new Random(seed);
+        const int Grace = 2;
+        string tenant = $"chunks-{_run}";
+        await PostOkAsync("/v1/tenants", new { id = tenant, name = "Chunks" });
+        string key = (await PostOkAsync($"/v1/tenants/{tenant}/api-keys", new { name = "all", scopes = new[] { "admin", "read" } }))["key"]!.GetValue<string>();
+        await PostOkAsync("/v1/billing-settings", new { gracePeriodDays = Grace }, key);
+        await PostOkAsync("/v1/plans", new
+        {
+            code = "flat",
+            name = "Flat",
+            version = new { currency = "USD", interval = "monthly", fixedFees = new[] { new { code = "base", amount = "10.00", timing = "in_advance" } } },
+        }, key);
+        // Start days up to two days before the month's end, so that every start invoice is past its grace period one day
+        // after the month's end; calendar periods, so that every period-end invoice is dated the month's end.
+        int count = random.Next(520, 800);
+        var starts = Enumerable.Range(0, count).Select(_ => fixture.MonthStart.AddDays(random.Next(fixture.MonthDays - Grace))).ToArray();
+        var subscriptions = new string[count];
+        await Parallel.ForEachAsync(Enumerable.Range(0, count), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (i, _) =>
+        {
+            await PostOkAsync("/v1/customers", new { id = $"c{i}", name = $"C{i}", currency = "USD" }, key);
+            subscriptions[i] = (await PostOkAsync("/v1/subscriptions",
+                new { customer = $"c{i}", plan = "flat", startDate = Day(starts[i]), billingAnchor = Day(fixture.MonthStart) }, key))["id"]!.GetValue<string>();
+        });
+
+        var afterMonth = new { asOf = Day(fixture.MonthEnd.AddDays(1)) + "T00:00:00Z" };
+        var singles = subscriptions.OrderBy(_ => random.Next()).Take(8)
+            .Select(id => (object)new { asOf = Day(fixture.MonthEnd.AddDays(1)) + "T00:00:00Z", subscription = id });
+        var runs = await Task.WhenAll(Enumerable.Repeat((object)afterMonth, 4).Concat(singles).Select(body => PostOkAsync("/v1/billing-runs", body, key)));
+
+        Assert.Equal(2 * count, runs.Sum(r => r["created"]!.GetValue<int>()));
+        Assert.Equal(count, runs.Sum(r => r["finalized"]!.GetValue<int>()));
+        var invoices = await StoredInvoicesAsync(tenant);
+        Assert.Equal(2 * count, invoices.Count);
+        for (int i = 0; i < count; i++)
+        {
+            var mine = invoices.Where(v => v.Subscription == subscriptions[i]).OrderBy(v => v.BillingDate).ToList();
+            Assert.Equal([(starts[i], "finalized"), (fixture.MonthEnd, "draft")], mine.Select(v => (v.BillingDate, v.Status)));
+        }
+        Assert.Equal(Enumerable.Range(1, count).Select(n => (long)n), invoices.Where(v => v.Number is not null).Select(v => v.Number!.Value).Order());
+
+        var afterGrace = new { asOf = Day(fixture.MonthEnd.AddDays(Grace)) + "T00:00:00Z" };
+        var finals = await Task.WhenAll(Enumerable.Repeat(afterGrace, 2).Select(body => PostOkAsync("/v1/billing-runs", body, key)));
+
+        Assert.Equal(0, finals.Sum(r => r["created"]!.GetValue<int>()));
+        Assert.Equal(count, finals.Sum(r => r["finalized"]!.GetValue<int>()));
+        invoices = await StoredInvoicesAsync(tenant);
+        Assert.Equal(2 * count, invoices.Count);
+        Assert.All(invoices, v => Assert.Equal("finalized", v.Status));
+        Assert.Equal(Enumerable.Range(1, 2 * count).Select(n => (long)n), invoices.Select(v => v.Number!.Value).Order());
+    }
+
+    private sealed record StoredInvoice(string Subscription, DateOnly BillingDate, string Status, long? Number);
+
+    /// <summary>The tenant's invoices as PostgreSQL holds them.</summary>
+    private async Task<List<StoredInvoice>> StoredInvoicesAsync(string tenant)
+    {
+        await using var connection = new NpgsqlConnection(fixture.Database.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT subscription_id, billing_date, status, number FROM invoices WHERE tenant_id = $1", connection)
+        {
+            Parameters = { new() { Value = tenant } },
+        };
+        await using var reader = await command.ExecuteReaderAsync();
+        var rows = new List<StoredInvoice>();
+        while (await reader.ReadAsync())
+            rows.Add(new StoredInvoice(reader.GetString(0), reader.GetFieldValue<DateOnly>(1), reader.GetString(2), reader.IsDBNull(3) ? null : reader.GetInt64(3)));
+        return rows;
     }
 
     [Fact]
@@ -449,7 +538,9 @@ public sealed class BillingEndToEndTests(BillingFixture fixture) : IClassFixture
         var events = receiver.Received.Select(r => JsonNode.Parse(r.Text)!).ToDictionary(e => e["type"]!.GetValue<string>());
         Assert.Equal(["credit_note.created", "invoice.created", "invoice.finalized", "invoice.voided"], events.Keys.Order());
         Assert.All(events.Values, e => Assert.Equal(tenant, e["tenant"]!.GetValue<string>()));
-        Assert.Equal("draft", events["invoice.created"]["data"]!["status"]!.GetValue<string>());
+        // No grace period: the run inserted the invoice final and numbered, and both events carry it as it is.
+        Assert.Equal("finalized", events["invoice.created"]["data"]!["status"]!.GetValue<string>());
+        Assert.Equal("INV-000001", events["invoice.created"]["data"]!["number"]!.GetValue<string>());
         Assert.Equal("INV-000001", events["invoice.finalized"]["data"]!["number"]!.GetValue<string>());
         Assert.Equal("10.00", events["invoice.finalized"]["data"]!["total"]!.GetValue<string>());
         Assert.Equal(invoice, events["credit_note.created"]["data"]!["invoice"]!.GetValue<string>());

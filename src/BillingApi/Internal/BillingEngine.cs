@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Text.Json;
 using AlphaMesh.Rating;
 using Microsoft.Extensions.Logging;
@@ -13,15 +14,16 @@ internal sealed record PendingLine(string Kind, string Code, string? Meter, stri
 
 /// <summary>What a billing run did.</summary>
 internal sealed record BillingRunResult(int Subscriptions, int Created, int Recalculated, int Finalized, IReadOnlyList<string> InvoiceIds,
-    IReadOnlyList<(string Subscription, string Message)> Failures);
+    IReadOnlyList<(string Subscription, string Message)> Failures, TimeSpan Elapsed, BillingRunTimings Timings);
 
 /// <summary>
 /// Turns subscriptions into invoices. For each subscription it works out every billing date up to the run's "as of"
 /// time (its start when the plan has in-advance fees, each period's end, each mid-period plan change, a mid-period
-/// end) and makes the invoice of each date in its own transaction. The unique key (subscription, billing date) makes
-/// a run idempotent: running it twice, or on two servers at once, finds the invoice and creates nothing. A draft
-/// (inside the tenant's grace period) is recalculated on every run, so late usage lands in it, and finalized once
-/// the grace period is over: numbered from the tenant's counter in the same transaction, so numbers have no gaps.
+/// end) and makes the invoice of each date, a chunk of subscriptions per transaction. The unique key (subscription,
+/// billing date) makes a run idempotent: running it twice, or on two servers at once, finds the invoice and creates
+/// nothing. A draft (inside the tenant's grace period) is recalculated on every run, so late usage lands in it, and
+/// finalized once the grace period is over; an invoice already past it when made is inserted final. Either way it is
+/// numbered from the tenant's counter in the transaction that makes it final, so numbers have no gaps.
 /// Late usage of a period whose invoice is already final is billed on the next invoice as adjustment lines.
 /// </summary>
 internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSource usage, IOptions<BillingOptions> options, ILogger<BillingEngine> logger)
@@ -37,23 +39,23 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     /// <summary>One invoice to make: its billing date, and the period it closes (or falls in).</summary>
     private readonly record struct Item(ItemKind Kind, DateOnly Date, BillingPeriod Period);
 
-    /// <summary>Subscriptions billed per transaction: one commit per chunk rather than per subscription, with a
-    /// savepoint per subscription so that one that cannot be billed does not hold up the others.</summary>
-    private const int ChunkSize = 250;
 
     /// <summary>What one run shares: the tenant's settings, and the usage it read (by meter and range, for every
     /// customer at once: one aggregator query for all subscriptions that share a period).</summary>
     private sealed class RunContext(string tenant, DateTimeOffset asOf, BillingSettingsRow settings)
     {
         public string Tenant { get; } = tenant;
+        public DateTimeOffset AsOf { get; } = asOf;
         public DateOnly AsOfDay { get; } = DateOnly.FromDateTime(asOf.UtcDateTime);
         public BillingSettingsRow Settings { get; } = settings;
         public ConcurrentDictionary<(string Meter, DateOnly From, DateOnly To), Lazy<Task<IReadOnlyDictionary<string, decimal>>>> Usage { get; } = new();
+        public BillingRunTimings Timings { get; } = new();
     }
 
     /// <summary>Bills every subscription of the tenant (or one) as of <paramref name="asOf"/>.</summary>
     public async Task<BillingRunResult> RunAsync(string tenant, DateTimeOffset asOf, string? onlySubscription, CancellationToken cancellationToken)
     {
+        long started = Stopwatch.GetTimestamp();
         List<string> ids;
         BillingSettingsRow settings;
         await using (var connection = await database.DataSource.OpenConnectionAsync(cancellationToken))
@@ -66,11 +68,12 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         }
 
         var run = new RunContext(tenant, asOf, settings);
-        int created = 0, recalculated = 0;
+        run.Timings.Add(BillingPhase.Read, started);
+        int created = 0, recalculated = 0, finalized = 0;
         var invoiceIds = new List<string>();
         var failures = new List<(string, string)>();
         var gate = new object();
-        await Parallel.ForEachAsync(ids.Chunk(ChunkSize), new ParallelOptions { MaxDegreeOfParallelism = options.Value.BillingRunParallelism, CancellationToken = cancellationToken },
+        await Parallel.ForEachAsync(ids.Chunk(options.Value.BillingRunChunkSize), new ParallelOptions { MaxDegreeOfParallelism = options.Value.BillingRunParallelism, CancellationToken = cancellationToken },
             async (chunk, ct) =>
             {
                 var outcome = await BillChunkAsync(run, chunk, ct);
@@ -78,14 +81,18 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                 {
                     created += outcome.Created;
                     recalculated += outcome.Recalculated;
+                    finalized += outcome.FinalizedIds.Count;
                     invoiceIds.AddRange(outcome.Touched);
                     failures.AddRange(outcome.Failures);
                 }
             });
-        int finalized = await FinalizeDueAsync(tenant, asOf, cancellationToken);
+        finalized += await FinalizeDueAsync(tenant, asOf, run.Timings, cancellationToken);
         invoiceIds.Sort(StringComparer.Ordinal);
         failures.Sort((a, b) => string.CompareOrdinal(a.Item1, b.Item1));
-        return new BillingRunResult(ids.Count, created, recalculated, finalized, invoiceIds, failures);
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        if (created + recalculated + finalized + failures.Count > 0)
+            BillingLog.BillingRunPhases(logger, tenant, ids.Count, created, recalculated, finalized, failures.Count, elapsed.TotalSeconds, run.Timings);
+        return new BillingRunResult(ids.Count, created, recalculated, finalized, invoiceIds, failures, elapsed, run.Timings);
     }
 
     private sealed class ChunkOutcome
@@ -94,6 +101,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         public int Recalculated;
         public List<string> Touched { get; } = [];
         public List<string> CreatedIds { get; } = [];
+        public List<string> FinalizedIds { get; } = [];
         public List<(string, string)> Failures { get; } = [];
     }
 
@@ -105,6 +113,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     {
         var outcome = new ChunkOutcome();
         string tenant = run.Tenant;
+        long step = Stopwatch.GetTimestamp();
         await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
         var subscriptions = await CatalogStore.LoadSubscriptionsAsync(connection, tenant, ids, cancellationToken);
         var existing = new Dictionary<(string, DateOnly), (string Id, string Status)>();
@@ -128,9 +137,14 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                 due.Add((subscription, plans, items));
         }
         if (due.Count == 0)
+        {
+            run.Timings.Add(BillingPhase.Read, step);
             return outcome;
+        }
 
         var billed = await BilledLinesAsync(connection, tenant, due.SelectMany(d => d.Items.Select(i => Since(i))).Min(), [.. due.Select(d => d.Subscription.Id)], cancellationToken);
+        run.Timings.Add(BillingPhase.Read, step);
+        step = Stopwatch.GetTimestamp();
 
         // First every invoice of the chunk is worked out in memory: reading usage and rating is what can fail for one
         // subscription (its usage cannot be totalled), and then nothing of it is written and the others go on.
@@ -161,8 +175,23 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             billed.AddRange(added);
         }
 
+        // Usage waits inside the loop were moved out of rating as they happened (QuantitiesAsync).
+        run.Timings.Add(BillingPhase.Rating, step);
+
         // Then written in one transaction with a handful of statements for the whole chunk.
+        step = Stopwatch.GetTimestamp();
+        // Lock order, here and wherever invoices are numbered: the tenant's number counter first, then invoice rows. The
+        // lines of the new invoices go in before the counter is taken (their foreign key is checked at commit): the
+        // counter serializes the chunks of a tenant until they commit, so as little as possible happens after it.
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var fresh = planned.Where(p => !p.IsDraft).ToList();
+        if (fresh.Count > 0)
+        {
+            await using var defer = CatalogStore.Command(connection, "SET CONSTRAINTS invoice_lines_tenant_id_invoice_id_fkey DEFERRED");
+            await defer.ExecuteNonQueryAsync(cancellationToken);
+            await InsertLinesAsync(connection, tenant, fresh, cancellationToken);
+        }
+        long? lastNumber = fresh.Any(p => IsFinalOnInsert(run, p.Item)) ? await LockNumberCounterAsync(connection, tenant, cancellationToken) : null;
         var written = new List<PlannedInvoice>();
         foreach (var draft in planned.Where(p => p.IsDraft))
         {
@@ -176,16 +205,35 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             written.Add(draft);
             outcome.Recalculated++;
         }
-        var claimed = await ClaimAsync(connection, tenant, run.Settings.GracePeriodDays, planned.Where(p => !p.IsDraft).ToList(), cancellationToken);
-        foreach (var invoice in planned.Where(p => !p.IsDraft && claimed.Contains(p.InvoiceId)))
+        await InsertLinesAsync(connection, tenant, written, cancellationToken);
+        var claimed = await ClaimAsync(connection, transaction, run, fresh, lastNumber, cancellationToken);
+        var skipped = new List<string>();
+        foreach (var invoice in fresh)
         {
+            if (!claimed.TryGetValue(invoice.InvoiceId, out bool final))
+            {
+                skipped.Add(invoice.InvoiceId);
+                continue;
+            }
             written.Add(invoice);
             outcome.CreatedIds.Add(invoice.InvoiceId);
             outcome.Created++;
+            if (final)
+                outcome.FinalizedIds.Add(invoice.InvoiceId);
         }
-        await InsertLinesAsync(connection, tenant, written, cancellationToken);
+        if (skipped.Count > 0)
+        {
+            // A concurrent run made these meanwhile: their lines (under ids only this chunk knows) go again.
+            await using var orphans = CatalogStore.Command(connection, "DELETE FROM invoice_lines WHERE tenant_id = $1 AND invoice_id = ANY($2)", tenant, skipped.ToArray());
+            await orphans.ExecuteNonQueryAsync(cancellationToken);
+        }
+        long outbox = Stopwatch.GetTimestamp();
+        // An invoice made final as it was inserted raises both events; each carries the invoice as it is now.
         await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventTypes.InvoiceCreated, outcome.CreatedIds, cancellationToken);
+        await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventTypes.InvoiceFinalized, outcome.FinalizedIds, cancellationToken);
+        run.Timings.Move(BillingPhase.Writes, run.Timings.Add(BillingPhase.Outbox, outbox));
         await transaction.CommitAsync(cancellationToken);
+        run.Timings.Add(BillingPhase.Writes, step);
         outcome.Touched.AddRange(written.Select(w => w.InvoiceId));
         return outcome;
     }
@@ -197,43 +245,105 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     }
 
     /// <summary>
-    /// Inserts the new invoices in one statement and returns the ids it inserted. An invoice whose (subscription, billing
-    /// date) exists already is left out: a concurrent run waits here on the other's uncommitted row, then skips it.
+    /// Inserts the new invoices in one statement and returns the ids it inserted, each with whether it was inserted
+    /// final. An invoice whose (subscription, billing date) exists already is left out: a concurrent run waits here on
+    /// the other's uncommitted row, then skips it.
     /// </summary>
-    private static async Task<HashSet<string>> ClaimAsync(NpgsqlConnection connection, string tenant, int graceDays, List<PlannedInvoice> invoices,
-        CancellationToken cancellationToken)
+    /// <remarks>
+    /// An invoice whose grace period is over by the run's "as of" time (always, with the default grace period of 0) is
+    /// inserted final and numbered, rather than inserted as a draft and rewritten by <see cref="FinalizeDueAsync"/>:
+    /// that second pass made a new version of every row and of its index entries. The numbers follow
+    /// <paramref name="lastNumber"/>, read under the tenant's counter row lock, which this transaction holds to its commit,
+    /// so they have no gaps: a rolled-back chunk rolls its numbers back, and the chunks of a tenant number one after
+    /// another. An invoice that a concurrent run made meanwhile would leave a gap (its number was given out), so then the
+    /// insert is undone to a savepoint and done again without it.
+    /// </remarks>
+    private static async Task<Dictionary<string, bool>> ClaimAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, RunContext run,
+        List<PlannedInvoice> invoices, long? lastNumber, CancellationToken cancellationToken)
     {
-        if (invoices.Count == 0)
-            return [];
-        await using var claim = CatalogStore.Command(connection, """
-            INSERT INTO invoices (tenant_id, id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, status, total, finalize_after)
-            SELECT $1, u.id, u.subscription_id, u.customer_id, u.billing_date, u.reason, u.period_start, u.period_end, u.currency, 'draft', u.total, u.finalize_after
-            FROM unnest($2::text[], $3::text[], $4::text[], $5::date[], $6::text[], $7::date[], $8::date[], $9::text[], $10::numeric[], $11::timestamptz[])
-                 AS u(id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, total, finalize_after)
-            ORDER BY u.subscription_id, u.billing_date
-            ON CONFLICT (tenant_id, subscription_id, billing_date) DO NOTHING
-            RETURNING id
-            """, tenant,
-            invoices.Select(i => i.InvoiceId).ToArray(), invoices.Select(i => i.Subscription.Id).ToArray(), invoices.Select(i => i.Subscription.CustomerId).ToArray(),
-            invoices.Select(i => i.Item.Date).ToArray(), invoices.Select(i => Reason(i.Item.Kind)).ToArray(), invoices.Select(i => i.Item.Period.Start).ToArray(),
-            invoices.Select(i => i.Item.Period.End).ToArray(), invoices.Select(i => i.Currency).ToArray(), invoices.Select(i => i.Total).ToArray(),
-            invoices.Select(i => Midnight(i.Item.Date).AddDays(graceDays).UtcDateTime).ToArray());
-        return [.. await CatalogStore.ReadAllAsync(claim, r => r.GetString(0), cancellationToken)];
+        string tenant = run.Tenant;
+        int graceDays = run.Settings.GracePeriodDays;
+        bool[] final = [.. invoices.Select(i => IsFinalOnInsert(run, i.Item))];
+        while (true)
+        {
+            if (invoices.Count == 0)
+                return [];
+            int finals = final.Count(f => f);
+            if (finals > 0)
+                await transaction.SaveAsync("claim", cancellationToken);
+            // Numbered in billing-date order within the chunk, as FinalizeDueAsync numbers drafts.
+            await using var claim = CatalogStore.Command(connection, """
+                INSERT INTO invoices (tenant_id, id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, status, total,
+                                      finalize_after, number, finalized_at)
+                SELECT $1, u.id, u.subscription_id, u.customer_id, u.billing_date, u.reason, u.period_start, u.period_end, u.currency,
+                       CASE WHEN u.final THEN 'finalized' ELSE 'draft' END, u.total, u.finalize_after,
+                       CASE WHEN u.final THEN $13 + count(*) FILTER (WHERE u.final) OVER (ORDER BY u.billing_date, u.subscription_id) END,
+                       CASE WHEN u.final THEN $14::timestamptz END
+                FROM unnest($2::text[], $3::text[], $4::text[], $5::date[], $6::text[], $7::date[], $8::date[], $9::text[], $10::numeric[], $11::timestamptz[], $12::boolean[])
+                     AS u(id, subscription_id, customer_id, billing_date, reason, period_start, period_end, currency, total, finalize_after, final)
+                ORDER BY u.subscription_id, u.billing_date
+                ON CONFLICT (tenant_id, subscription_id, billing_date) DO NOTHING
+                RETURNING id, status = 'finalized'
+                """, tenant,
+                invoices.Select(i => i.InvoiceId).ToArray(), invoices.Select(i => i.Subscription.Id).ToArray(), invoices.Select(i => i.Subscription.CustomerId).ToArray(),
+                invoices.Select(i => i.Item.Date).ToArray(), invoices.Select(i => Reason(i.Item.Kind)).ToArray(), invoices.Select(i => i.Item.Period.Start).ToArray(),
+                invoices.Select(i => i.Item.Period.End).ToArray(), invoices.Select(i => i.Currency).ToArray(), invoices.Select(i => i.Total).ToArray(),
+                invoices.Select(i => Midnight(i.Item.Date).AddDays(graceDays).UtcDateTime).ToArray(), final, lastNumber ?? 0, run.AsOf.UtcDateTime);
+            var inserted = (await CatalogStore.ReadAllAsync(claim, r => (Id: r.GetString(0), Final: r.GetBoolean(1)), cancellationToken))
+                .ToDictionary(r => r.Id, r => r.Final);
+            int numbered = inserted.Count(r => r.Value);
+            if (numbered == finals)
+            {
+                if (finals > 0)
+                {
+                    await using var advance = CatalogStore.Command(connection,
+                        "UPDATE invoice_number_counters SET last_number = $2 WHERE tenant_id = $1", tenant, lastNumber!.Value + finals);
+                    await advance.ExecuteNonQueryAsync(cancellationToken);
+                }
+                return inserted;
+            }
+            await transaction.RollbackAsync("claim", cancellationToken);
+            final = [.. final.Where((_, n) => inserted.ContainsKey(invoices[n].InvoiceId))];
+            invoices = [.. invoices.Where(i => inserted.ContainsKey(i.InvoiceId))];
+        }
+    }
+
+    /// <summary>Whether a new invoice of <paramref name="item"/> is past its grace period at the run's "as of" time, so
+    /// that it is inserted final (what <see cref="FinalizeDueAsync"/> would otherwise do to it at the end of the run).</summary>
+    private static bool IsFinalOnInsert(RunContext run, Item item) => Midnight(item.Date).AddDays(run.Settings.GracePeriodDays) <= run.AsOf;
+
+    /// <summary>
+    /// Takes the row lock of the tenant's invoice-number counter (creating it at 0) until the transaction ends, and
+    /// returns its last number. Whatever numbers invoices takes this lock before it locks any invoice row, so that two
+    /// of them can never wait on each other.
+    /// </summary>
+    public static async Task<long> LockNumberCounterAsync(NpgsqlConnection connection, string tenant, CancellationToken cancellationToken)
+    {
+        await using var counter = CatalogStore.Command(connection, """
+            INSERT INTO invoice_number_counters (tenant_id, last_number) VALUES ($1, 0)
+            ON CONFLICT (tenant_id) DO UPDATE SET last_number = invoice_number_counters.last_number RETURNING last_number
+            """, tenant);
+        return (long)(await counter.ExecuteScalarAsync(cancellationToken))!;
     }
 
     /// <summary>How far back a billing date's late-usage comparison looks: one period plus the late-usage window.</summary>
     private DateOnly Since(Item item) => item.Date.AddDays(-(item.Period.Days + (int)Math.Ceiling(options.Value.LateUsageWindow.TotalDays)));
 
     /// <summary>The usage and adjustment lines of the subscriptions' invoices (not void) whose range ends after <paramref name="since"/>.</summary>
+    /// <remarks>The lines are read invoice by invoice (LATERAL, by the lines' primary key; OFFSET 0 keeps the planner
+    /// from flattening the subquery into a plain join again): left to choose, the planner scanned every usage line of the
+    /// tenant for each chunk once the tables had grown past their statistics, which made a run quadratic in its size.</remarks>
     private static async Task<List<BilledLine>> BilledLinesAsync(NpgsqlConnection connection, string tenant, DateOnly since, string[] subscriptions,
         CancellationToken cancellationToken)
     {
         await using var command = CatalogStore.Command(connection, """
             SELECT i.subscription_id, i.id, i.status, i.billing_date, i.period_start, i.period_end, l.kind, l.plan_code, l.plan_version,
                    l.service_from, l.service_to, l.meter, l.quantity, l.adjusts_invoice
-            FROM invoices i JOIN invoice_lines l ON l.tenant_id = i.tenant_id AND l.invoice_id = i.id
+            FROM invoices i CROSS JOIN LATERAL (
+                SELECT * FROM invoice_lines l WHERE l.tenant_id = i.tenant_id AND l.invoice_id = i.id
+                  AND l.kind IN ('usage', 'late_usage_adjustment') AND l.meter IS NOT NULL AND l.service_to > $3
+                OFFSET 0) l
             WHERE i.tenant_id = $1 AND i.subscription_id = ANY($2) AND i.status <> 'void'
-              AND l.kind IN ('usage', 'late_usage_adjustment') AND l.meter IS NOT NULL AND l.service_to > $3
             ORDER BY i.billing_date, l.line_number
             """, tenant, subscriptions, since);
         return await CatalogStore.ReadAllAsync(command, r => new BilledLine(r.GetString(0), r.GetString(1), r.GetString(2), r.GetFieldValue<DateOnly>(3),
@@ -269,16 +379,15 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     /// in bulk keeps the counter's row lock to one short transaction per chunk rather than one per invoice. Drafts that
     /// another run is recalculating right now are skipped (that run finalizes them).
     /// </summary>
-    public async Task<int> FinalizeDueAsync(string tenant, DateTimeOffset asOf, CancellationToken cancellationToken)
+    public async Task<int> FinalizeDueAsync(string tenant, DateTimeOffset asOf, BillingRunTimings timings, CancellationToken cancellationToken)
     {
         int total = 0;
         while (true)
         {
+            long step = Stopwatch.GetTimestamp();
             await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-            await using (var counter = CatalogStore.Command(connection,
-                "INSERT INTO invoice_number_counters (tenant_id, last_number) VALUES ($1, 0) ON CONFLICT (tenant_id) DO UPDATE SET last_number = invoice_number_counters.last_number", tenant))
-                await counter.ExecuteNonQueryAsync(cancellationToken);
+            await LockNumberCounterAsync(connection, tenant, cancellationToken);
             await using var number = CatalogStore.Command(connection, """
                 WITH due AS (
                     SELECT id, billing_date FROM invoices WHERE tenant_id = $1 AND status = 'draft' AND finalize_after <= $2
@@ -293,12 +402,18 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                 """, tenant, asOf.UtcDateTime, FinalizeChunk);
             var ids = await CatalogStore.ReadAllAsync(number, r => r.GetString(0), cancellationToken);
             if (ids.Count == 0)
+            {
+                timings.Add(BillingPhase.Finalize, step);
                 return total;
+            }
             await using (var advance = CatalogStore.Command(connection,
                 "UPDATE invoice_number_counters SET last_number = last_number + $2 WHERE tenant_id = $1", tenant, ids.Count))
                 await advance.ExecuteNonQueryAsync(cancellationToken);
+            long outbox = Stopwatch.GetTimestamp();
             await InvoiceEvents.PublishAsync(connection, tenant, WebhookEventTypes.InvoiceFinalized, ids, cancellationToken);
+            timings.Move(BillingPhase.Finalize, timings.Add(BillingPhase.Outbox, outbox));
             await transaction.CommitAsync(cancellationToken);
+            timings.Add(BillingPhase.Finalize, step);
             total += ids.Count;
         }
     }
@@ -468,8 +583,10 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         var quantities = new Dictionary<string, ChargeUsage>(plan.Charges.Length);
         foreach (var charge in plan.Charges)
         {
+            long waited = Stopwatch.GetTimestamp();
             var all = await run.Usage.GetOrAdd((charge.Meter.Code, from, to), key => new Lazy<Task<IReadOnlyDictionary<string, decimal>>>(
                 () => usage.GetQuantitiesAsync(run.Tenant, key.Meter, Midnight(key.From), Midnight(key.To), CancellationToken.None))).Value.WaitAsync(cancellationToken);
+            run.Timings.Move(BillingPhase.Rating, run.Timings.Add(BillingPhase.Usage, waited));
             quantities[charge.Meter.Code] = new ChargeUsage(all.TryGetValue(customer, out var quantity) ? quantity : 0m);
         }
         return quantities;

@@ -28,8 +28,9 @@ internal static partial class BillingLog
     [LoggerMessage(107, LogLevel.Warning, "Could not delete expired idempotency keys")]
     public static partial void IdempotencyCleanupFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(108, LogLevel.Information, "Billing run for tenant {Tenant}: {Created} invoices created, {Finalized} finalized, {Failed} subscriptions failed")]
-    public static partial void BillingRan(ILogger logger, string tenant, int created, int finalized, int failed);
+    [LoggerMessage(114, LogLevel.Information, "Billing run for tenant {Tenant}: {Subscriptions} subscriptions, {Created} invoices created, {Recalculated} recalculated, {Finalized} finalized, {Failed} failed in {Seconds:F1} s; phases (summed over parallel chunks): {Phases}")]
+    public static partial void BillingRunPhases(ILogger logger, string tenant, int subscriptions, int created, int recalculated, int finalized, int failed,
+        double seconds, BillingRunTimings phases);
 
     [LoggerMessage(109, LogLevel.Warning, "The background billing run failed; it runs again at the next interval")]
     public static partial void BillingRunFailed(ILogger logger, Exception exception);

@@ -24,12 +24,9 @@ internal sealed class BillingRunService(BillingDatabase database, BillingEngine 
                     await using (var connection = await database.DataSource.OpenConnectionAsync(stoppingToken))
                     await using (var command = CatalogStore.Command(connection, "SELECT DISTINCT tenant_id FROM subscriptions ORDER BY tenant_id"))
                         tenants = await CatalogStore.ReadAllAsync(command, r => r.GetString(0), stoppingToken);
+                    // Each run logs what it did and where its time went (BillingLog.BillingRunPhases).
                     foreach (var tenant in tenants)
-                    {
-                        var result = await engine.RunAsync(tenant, time.GetUtcNow(), null, stoppingToken);
-                        if (result.Created + result.Finalized > 0 || result.Failures.Count > 0)
-                            BillingLog.BillingRan(logger, tenant, result.Created, result.Finalized, result.Failures.Count);
-                    }
+                        await engine.RunAsync(tenant, time.GetUtcNow(), null, stoppingToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {

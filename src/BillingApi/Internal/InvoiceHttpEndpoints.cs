@@ -103,6 +103,9 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
         var body = await ApiHttp.ReadBodyAsync(http) ?? [];
         await post.ExecuteAsync(http, caller.TenantId, body, async (connection, ct) =>
         {
+            // Numbering takes the tenant's counter before the invoice's row, as a billing run does (no deadlock between them).
+            if (action == "finalize")
+                await BillingEngine.LockNumberCounterAsync(connection, caller.TenantId, ct);
             await using (var lockRow = CatalogStore.Command(connection, "SELECT status FROM invoices WHERE tenant_id = $1 AND id = $2 FOR UPDATE", caller.TenantId, id))
             {
                 var status = await lockRow.ExecuteScalarAsync(ct) as string;

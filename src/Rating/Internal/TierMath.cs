@@ -31,11 +31,7 @@ internal static class TierMath
             bool within = tier.UpTo is not { } upTo || q <= upTo;
             decimal bound = within ? q : tier.UpTo.GetValueOrDefault();
             decimal units = i == 0 ? bound : bound - lower; // the first tier's lower bound is 0m: x - 0m is x
-            decimal amount = units * tier.UnitPrice;
-            if (!Money.IsPlainZero(tier.FlatFee))
-            {
-                amount += tier.FlatFee;
-            }
+            decimal amount = TierAmount(units, tier);
 
             if (write)
             {
@@ -59,6 +55,38 @@ internal static class TierMath
         }
 
         return total;
+    }
+
+    /// <summary>
+    /// The amount of a graduated charge, as <see cref="Graduated"/> works it out without a breakdown, from the totals
+    /// of the tiers below <paramref name="q"/> worked out beforehand: one tier's arithmetic instead of one per tier.
+    /// </summary>
+    public static decimal GraduatedAmount(ReadOnlySpan<Tier> tiers, decimal[] fullTotals, decimal q, out int count)
+    {
+        int i = 0;
+        while (i < tiers.Length && tiers[i].UpTo is { } upTo && q > upTo)
+        {
+            i++;
+        }
+
+        if (i > fullTotals.Length || i == tiers.Length)
+        {
+            // A tier whose full total did not fit in a decimal, or a bounded last tier (which validation rejects):
+            // the tier-by-tier path throws as it always has.
+            return Graduated(tiers, q, default, out count);
+        }
+
+        count = i + 1;
+        ref readonly var tier = ref tiers[i];
+        decimal amount = TierAmount(i == 0 ? q : q - tiers[i - 1].UpTo.GetValueOrDefault(), tier);
+        return i == 0 ? amount : fullTotals[i - 1] + amount;
+    }
+
+    /// <summary><c>units * unitPrice + flatFee</c>; adding a flat fee of 0m changes no bit, so it is skipped.</summary>
+    public static decimal TierAmount(decimal units, in Tier tier)
+    {
+        decimal amount = units * tier.UnitPrice;
+        return Money.IsPlainZero(tier.FlatFee) ? amount : amount + tier.FlatFee;
     }
 
     /// <summary>
