@@ -97,9 +97,18 @@ public static class ChargeRater
         // q - 0m is q itself, bit for bit (0m is rescaled to q's scale and nothing is subtracted), so a charge without
         // free units skips the subtraction (and the comparison: q > 0m is its sign).
         decimal free = charge.FreeUnits;
-        decimal billable = Money.IsPlainZero(free)
-            ? (decimal.Sign(q) > 0 ? q : 0m)
-            : (q > free ? q - free : 0m);
+        decimal billable;
+        if (Money.IsPlainZero(free))
+        {
+            billable = decimal.Sign(q) > 0 ? q : 0m;
+        }
+        else
+        {
+            // Subtract once and look at the sign rather than compare and then subtract: the sign of q - free is the
+            // sign of the exact difference (a rounded difference is never rounded to zero or across it).
+            decimal difference = q - free;
+            billable = decimal.Sign(difference) > 0 ? difference : 0m;
+        }
 
         // One construction of the result at the end (rather than one per model) lets the JIT inline it.
         decimal amount;

@@ -264,7 +264,7 @@ public static class Rater
 
         decimal exact = rated.Amount;
         decimal topUp = 0m;
-        if (!Money.IsPlainZero(charge.MinimumSpend) && charge.MinimumSpend > 0)
+        if (decimal.Sign(charge.MinimumSpend) > 0)
         {
             decimal minimum = Money.Prorate(charge.MinimumSpend, days, periodDays);
             if (exact < minimum)
