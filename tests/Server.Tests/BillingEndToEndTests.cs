@@ -17,10 +17,8 @@ namespace AlphaMesh.Server.Tests;
 /// the past whatever the date the tests run on; the backdating limit is raised to 90 days to allow it, and the
 /// background billing run is off so that each test bills with an explicit "as of" time.
 /// </summary>
-public sealed class BillingFixture : IAsyncLifetime
+public sealed class BillingFixture : DatabaseServerFixture
 {
-    public TestDatabase Database { get; } = new();
-    internal InProcessServer Server { get; private set; } = null!;
     internal UsageApi Api { get; private set; } = null!;
 
     /// <summary>The previous calendar month, UTC: [Start, End).</summary>
@@ -28,31 +26,29 @@ public sealed class BillingFixture : IAsyncLifetime
     public DateOnly MonthEnd => MonthStart.AddMonths(1);
     public int MonthDays => MonthEnd.DayNumber - MonthStart.DayNumber;
 
-    public async Task InitializeAsync()
+    private protected override void Configure(ServerSettings settings)
     {
-        await Database.InitializeAsync();
-        Server = await InProcessServer.StartAsync(s =>
-        {
-            s.BillingConnectionString = Database.ConnectionString;
-            s.Extra["AlphaMesh:Ingest:BackdatingLimit"] = "90.00:00:00";
-            s.Extra["AlphaMesh:Aggregator:DedupeRetention"] = "90.00:00:00";
-            s.Extra["AlphaMesh:Billing:LateUsageWindow"] = "90.00:00:00";
-            s.Extra["AlphaMesh:Billing:BillingRunInterval"] = "00:00:00";
-            // Small chunks, so that a few hundred subscriptions make several; four at a time per run, so that concurrent
-            // runs stay well within the shared test cluster's connections.
-            s.Extra["AlphaMesh:Billing:BillingRunChunkSize"] = "100";
-            s.Extra["AlphaMesh:Billing:BillingRunParallelism"] = "4";
-            s.Extra["AlphaMesh:Billing:EntitlementCheckInterval"] = "00:00:00.200";
-        });
+        settings.Extra["AlphaMesh:Ingest:BackdatingLimit"] = "90.00:00:00";
+        settings.Extra["AlphaMesh:Aggregator:DedupeRetention"] = "90.00:00:00";
+        settings.Extra["AlphaMesh:Billing:LateUsageWindow"] = "90.00:00:00";
+        settings.Extra["AlphaMesh:Billing:BillingRunInterval"] = "00:00:00";
+        // Small chunks, so that a few hundred subscriptions make several; four at a time per run, so that concurrent
+        // runs stay well within the shared test cluster's connections.
+        settings.Extra["AlphaMesh:Billing:BillingRunChunkSize"] = "100";
+        settings.Extra["AlphaMesh:Billing:BillingRunParallelism"] = "4";
+        settings.Extra["AlphaMesh:Billing:EntitlementCheckInterval"] = "00:00:00.200";
+    }
+
+    private protected override async Task StartedAsync()
+    {
         Api = new UsageApi(Server);
         await Api.CreateMeterAsync(new { key = "api_calls", eventType = "api_call", aggregation = "COUNT" });
     }
 
-    public async Task DisposeAsync()
+    public override async Task DisposeAsync()
     {
         Api.Dispose();
-        await Server.DisposeAsync();
-        await Database.DisposeAsync();
+        await base.DisposeAsync();
     }
 }
 

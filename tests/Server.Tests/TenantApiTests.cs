@@ -3,30 +3,11 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
 using AlphaMesh.Server.Tests.Support;
-using AlphaMesh.Tests.Shared;
 
 namespace AlphaMesh.Server.Tests;
 
 /// <summary>One database and one real server (in process) for the class; each test makes tenants of its own.</summary>
-public sealed class TenantApiFixture : IAsyncLifetime
-{
-    public TestDatabase Database { get; } = new();
-    internal InProcessServer Server { get; private set; } = null!;
-
-    public async Task InitializeAsync()
-    {
-        await Database.InitializeAsync();
-        Server = await StartServerAsync();
-    }
-
-    internal Task<InProcessServer> StartServerAsync() => InProcessServer.StartAsync(s => s.BillingConnectionString = Database.ConnectionString);
-
-    public async Task DisposeAsync()
-    {
-        await Server.DisposeAsync();
-        await Database.DisposeAsync();
-    }
-}
+public sealed class TenantApiFixture : DatabaseServerFixture;
 
 public sealed class TenantApiTests(TenantApiFixture fixture) : IClassFixture<TenantApiFixture>, IDisposable
 {

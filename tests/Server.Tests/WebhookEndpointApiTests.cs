@@ -13,27 +13,13 @@ namespace AlphaMesh.Server.Tests;
 
 /// <summary>One database and one real server (in process, with its webhook dispatcher) for the class; retries are
 /// fast here so that a failed first attempt is retried within the test.</summary>
-public sealed class WebhookApiFixture : IAsyncLifetime
+public sealed class WebhookApiFixture : DatabaseServerFixture
 {
-    public TestDatabase Database { get; } = new();
-    internal InProcessServer Server { get; private set; } = null!;
-
-    public async Task InitializeAsync()
+    private protected override void Configure(ServerSettings settings)
     {
-        await Database.InitializeAsync();
-        Server = await InProcessServer.StartAsync(s =>
-        {
-            s.BillingConnectionString = Database.ConnectionString;
-            s.Extra["AlphaMesh:Billing:Webhooks:FirstRetryDelay"] = "00:00:00.200";
-            s.Extra["AlphaMesh:Billing:Webhooks:MaxRetryDelay"] = "00:00:01";
-            s.Extra["AlphaMesh:Billing:Webhooks:PollInterval"] = "00:00:01";
-        });
-    }
-
-    public async Task DisposeAsync()
-    {
-        await Server.DisposeAsync();
-        await Database.DisposeAsync();
+        settings.Extra["AlphaMesh:Billing:Webhooks:FirstRetryDelay"] = "00:00:00.200";
+        settings.Extra["AlphaMesh:Billing:Webhooks:MaxRetryDelay"] = "00:00:01";
+        settings.Extra["AlphaMesh:Billing:Webhooks:PollInterval"] = "00:00:01";
     }
 }
 
