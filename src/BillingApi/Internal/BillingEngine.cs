@@ -183,6 +183,13 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         // Lock order, here and wherever invoices are numbered: the tenant's number counter first, then invoice rows. The
         // lines of the new invoices go in before the counter is taken (their foreign key is checked at commit): the
         // counter serializes the chunks of a tenant until they commit, so as little as possible happens after it.
+        // Every chunk that writes takes it, even one with nothing to number: a chunk of drafts alone that ran beside a
+        // numbering chunk could lock a draft row out of the insert's key order and deadlock with it.
+        if (planned.Count == 0)
+        {
+            run.Timings.Add(BillingPhase.Writes, step);
+            return outcome;
+        }
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         var fresh = planned.Where(p => !p.IsDraft).ToList();
         if (fresh.Count > 0)
@@ -191,7 +198,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
             await defer.ExecuteNonQueryAsync(cancellationToken);
             await InsertLinesAsync(connection, tenant, fresh, cancellationToken);
         }
-        long? lastNumber = fresh.Any(p => IsFinalOnInsert(run, p.Item)) ? await LockNumberCounterAsync(connection, tenant, cancellationToken) : null;
+        long lastNumber = await LockNumberCounterAsync(connection, tenant, cancellationToken);
         var written = new List<PlannedInvoice>();
         foreach (var draft in planned.Where(p => p.IsDraft))
         {
@@ -259,7 +266,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
     /// insert is undone to a savepoint and done again without it.
     /// </remarks>
     private static async Task<Dictionary<string, bool>> ClaimAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, RunContext run,
-        List<PlannedInvoice> invoices, long? lastNumber, CancellationToken cancellationToken)
+        List<PlannedInvoice> invoices, long lastNumber, CancellationToken cancellationToken)
     {
         string tenant = run.Tenant;
         int graceDays = run.Settings.GracePeriodDays;
@@ -288,7 +295,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                 invoices.Select(i => i.InvoiceId).ToArray(), invoices.Select(i => i.Subscription.Id).ToArray(), invoices.Select(i => i.Subscription.CustomerId).ToArray(),
                 invoices.Select(i => i.Item.Date).ToArray(), invoices.Select(i => Reason(i.Item.Kind)).ToArray(), invoices.Select(i => i.Item.Period.Start).ToArray(),
                 invoices.Select(i => i.Item.Period.End).ToArray(), invoices.Select(i => i.Currency).ToArray(), invoices.Select(i => i.Total).ToArray(),
-                invoices.Select(i => Midnight(i.Item.Date).AddDays(graceDays).UtcDateTime).ToArray(), final, lastNumber ?? 0, run.AsOf.UtcDateTime);
+                invoices.Select(i => Midnight(i.Item.Date).AddDays(graceDays).UtcDateTime).ToArray(), final, lastNumber, run.AsOf.UtcDateTime);
             var inserted = (await CatalogStore.ReadAllAsync(claim, r => (Id: r.GetString(0), Final: r.GetBoolean(1)), cancellationToken))
                 .ToDictionary(r => r.Id, r => r.Final);
             int numbered = inserted.Count(r => r.Value);
@@ -297,7 +304,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
                 if (finals > 0)
                 {
                     await using var advance = CatalogStore.Command(connection,
-                        "UPDATE invoice_number_counters SET last_number = $2 WHERE tenant_id = $1", tenant, lastNumber!.Value + finals);
+                        "UPDATE invoice_number_counters SET last_number = $2 WHERE tenant_id = $1", tenant, lastNumber + finals);
                     await advance.ExecuteNonQueryAsync(cancellationToken);
                 }
                 return inserted;
