@@ -10,13 +10,14 @@ if (args.Length > 0 && args[0] == "--check-budget")
     return AllocationBudget.Check(path, Console.Out);
 }
 
-// --aggregate-rate [millions]: applies that many million new events (default 10) with the aggregate benchmark's
-// setup on one thread and prints the rate of every million: the sustained per-partition rate as the dedupe
-// store grows past its memory, which a BenchmarkDotNet iteration is too short to show.
+// --aggregate-rate [millions] [meters] [dedupe index MiB]: applies that many million new events (default 10) with
+// the aggregate benchmark's setup (1 or 3 meters, default 1; dedupe index 256 MiB by default) on one thread and
+// prints the rate of every million: the sustained per-partition rate as the dedupe store grows past its memory,
+// which a BenchmarkDotNet iteration is too short to show.
 if (args.Length > 0 && args[0] == "--aggregate-rate")
 {
-    int millions = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10;
-    return AggregateBenchmarks.RunSustained(millions, args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 1, Console.Out);
+    int Arg(int index, int fallback) => args.Length > index ? int.Parse(args[index], System.Globalization.CultureInfo.InvariantCulture) : fallback;
+    return AggregateBenchmarks.RunSustained(Arg(1, 10), Arg(2, 1), Arg(3, 256) * (1L << 20), Console.Out);
 }
 
 // --recovery [millions] and --entitlement-latency [seconds]: see AggregatorRuns.

@@ -234,6 +234,51 @@ public sealed class AggregatorTests
         Assert.Equal(15, harness.Aggregator.GetCounters("acme").Duplicates);
     }
 
+    [Theory]
+    [InlineData(11)]
+    [InlineData(12)]
+    public async Task Apply_LargeRecordsAndResendsCloseTogether_EqualsOracle(int seed)
+    {
+        // The loop stages up to 32 records before it applies them: an id resent within the same stage must still be a
+        // duplicate, and a record larger than the stage's buffer (16 KiB) must be applied in its place in the order.
+        await using var harness = new Harness(configureLog: o =>
+        {
+            o.PageSizeBytes = 2 << 20; // one append is one batch, and a batch must fit on a page
+            o.MemoryBytesPerPartition = 8 << 20;
+            o.SegmentSizeBytes = 8 << 20;
+        });
+        var meters = new List<MeterDefinition>
+        {
+            await harness.MeterAsync("acme", "tokens", Aggregation.Sum, window: WindowSize.Minute, groupBy: "region"),
+            await harness.MeterAsync("acme", "latest", Aggregation.Latest, window: WindowSize.Hour),
+        };
+        await harness.StartAsync();
+        var random = new Random(seed);
+        var events = new List<TestEvent>();
+        for (int i = 0; i < 400; i++)
+        {
+            if (events.Count > 0 && random.Next(4) == 0)
+            {
+                events.Add(events[Math.Max(0, events.Count - 1 - random.Next(40))]); // a resend a few records later
+                continue;
+            }
+            var data = new List<(string, string)> { ("tokens", (random.Next(1, 1000) / 10m).ToString(System.Globalization.CultureInfo.InvariantCulture)), ("region", random.Next(2) == 0 ? "eu" : "us") };
+            if (random.Next(8) == 0)
+                data.Add(("note", new string('x', random.Next(16 << 10, 40 << 10))));
+            events.Add(new TestEvent("acme", $"e{i}", "api_call", "c" + random.Next(5), Noon.AddSeconds(random.Next(600)), [.. data]));
+        }
+
+        await harness.AppendAsync(events);
+
+        foreach (var meter in meters)
+        {
+            var query = Query(meter.Tenant, meter.Key);
+            Assert.Equal(Oracle.Usage(harness.Appended, meter, query).OrderBy(r => r.Key, StringComparer.Ordinal),
+                Oracle.Actual(await harness.Aggregator.Usage.QueryAsync(query)).OrderBy(r => r.Key, StringComparer.Ordinal));
+        }
+        Assert.Equal(events.Count - Oracle.Unique(events).Count, harness.Aggregator.GetCounters("acme").Duplicates);
+    }
+
     [Fact]
     public async Task Query_OtherTenant_SeesNeitherUsageNorCustomers()
     {

@@ -45,6 +45,36 @@ public sealed class HotPathTests
     }
 
     [Fact]
+    public async Task ApplyStaged_MalformedAndResentRecordsInOneStage_CountedEachInItsPlace()
+    {
+        await using var harness = new Harness(partitions: 1);
+        await harness.MeterAsync("acme", "calls", Aggregation.Count);
+        var partition = PartitionAggregator.OpenDetached(harness.Log.GetPartition(0), harness.Catalog, harness.Options());
+        try
+        {
+            long ingest = Windows.FromDateTime(Noon);
+            var first = new TestEvent("acme", "e1", "api_call", "c1", Noon).Encode(ingest);
+            var malformed = first.AsSpan(0, first.Length - 1).ToArray(); // the customer's last byte is missing
+
+            partition.Stage(first);
+            partition.Stage(malformed);
+            partition.Stage(first);
+            partition.Stage(new TestEvent("acme", "e2", "api_call", "c2", Noon).Encode(ingest));
+            Assert.False(partition.HasCustomer("acme", "c1")); // staged, not applied yet
+            partition.ApplyStaged();
+
+            Assert.Equal(1, partition.MalformedRecords);
+            Assert.Equal(1, partition.Duplicates("acme"));
+            Assert.True(partition.HasCustomer("acme", "c1"));
+            Assert.True(partition.HasCustomer("acme", "c2"));
+        }
+        finally
+        {
+            await partition.CrashAsync();
+        }
+    }
+
+    [Fact]
     public async Task CompactDedupe_ExpiredIds_AreDroppedAndLiveOnesKept()
     {
         await using var harness = new Harness(partitions: 1, o => o.DedupeRetention = TimeSpan.FromHours(1));

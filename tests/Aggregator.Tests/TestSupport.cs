@@ -21,7 +21,11 @@ internal sealed record TestEvent(string Tenant, string Id, string Type, string C
 
     public byte[] Encode(long ingestTimeNanos)
     {
-        var buffer = new byte[4096];
+        int dataBytes = 0;
+        foreach (var (key, value) in Data)
+            dataBytes += Encoding.UTF8.GetByteCount(key) + Encoding.UTF8.GetByteCount(value);
+        var buffer = new byte[EventRecord.MaxEncodedSize(Encoding.UTF8.GetByteCount(Tenant), Encoding.UTF8.GetByteCount(Id),
+            Encoding.UTF8.GetByteCount(Type), Encoding.UTF8.GetByteCount(Customer), dataBytes, Data.Length)];
         int length = EventRecord.WriteHead(buffer, TimeNanos, ingestTimeNanos, Encoding.UTF8.GetBytes(Tenant), Encoding.UTF8.GetBytes(Id),
             Encoding.UTF8.GetBytes(Type), Encoding.UTF8.GetBytes(Customer));
         foreach (var (key, value) in Data)

@@ -1,4 +1,6 @@
 using System.Numerics;
+using System.Reflection;
+using System.Runtime.CompilerServices;
 using FASTER.core;
 
 namespace AlphaMesh.Aggregator.Internal;
@@ -50,6 +52,11 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     // checkpoint then writes the index).
     private Guid _indexToken;
     private long _indexTail;
+    // FASTER's hash index (its main buckets, 64 bytes each) for LoadBucket: FASTER does not expose it, so it is
+    // found by reflection after every (re)initialisation of the index (construction and recovery).
+    private unsafe byte* _buckets;
+    private long _bucketMask;
+    private object? _table;
 
     public KvStore(string directory, StoreSizes sizes, IFasterEqualityComparer<TKey> comparer, TFunctions functions)
     {
@@ -76,6 +83,7 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
                 ReadCopyOptions = ReadCopyOptions.None,
             });
             Session = Kv.For(functions).NewSession<TFunctions>(functions);
+            LocateBuckets();
         }
         catch
         {
@@ -100,6 +108,43 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
         else
             Kv.Recover(checkpoint.Index, checkpoint.Log);
         Session = Kv.For(functions).NewSession<TFunctions>(functions);
+        LocateBuckets(); // recovery may allocate a new index
+    }
+
+    /// <summary>
+    /// Loads the first word of a key's main hash bucket (FASTER's bucket is the low bits of the key's
+    /// <c>GetHashCode64</c>), so that the store's lookup of the key finds the bucket in the cache. For keys that are
+    /// hardly ever in the cache, such as new event ids, that load is a cache miss every time; a loop of these loads
+    /// with nothing between them keeps many misses in flight at once, where the lookups one after the other wait
+    /// for each in turn. Reads only: it changes nothing.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public unsafe long LoadBucket(long hash) => *(long*)(_buckets + ((hash & _bucketMask) << 6));
+
+    /// <summary>The address of a key's main hash bucket (tests check it against FASTER's own entries).</summary>
+    internal unsafe ulong BucketAddress(long hash) => (ulong)(_buckets + ((hash & _bucketMask) << 6));
+
+    private const BindingFlags Internal = BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public;
+
+    private unsafe void LocateBuckets()
+    {
+        // FasterBase.state[resizeInfo.version] is the InternalHashTable in use: tableAligned (HashBucket*), size_mask.
+        // The index is never resized here, and its table is a pinned array, so the address holds until a recovery
+        // (which may allocate a new table: Recover locates it again).
+        var state = typeof(FasterBase).GetField("state", Internal)?.GetValue(Kv) as Array;
+        var resizeInfo = typeof(FasterBase).GetField("resizeInfo", Internal)?.GetValue(Kv);
+        var version = resizeInfo?.GetType().GetField("version", Internal)?.GetValue(resizeInfo);
+        var table = state is not null && version is int v ? state.GetValue(v) : null;
+        var aligned = table?.GetType().GetField("tableAligned", Internal)?.GetValue(table);
+        var mask = table?.GetType().GetField("size_mask", Internal)?.GetValue(table);
+        if (aligned is not Pointer pointer || mask is not long sizeMask)
+            throw new InvalidOperationException(
+                "FASTER's hash index (FasterBase.state[].tableAligned, size_mask) was not found: this FASTER version is not the one KvStore.LoadBucket was written for.");
+        // Holding the table's array keeps the address valid (the array is pinned) even if FASTER replaced it.
+        _table = table!.GetType().GetField("tableRaw", Internal)?.GetValue(table)
+            ?? throw new InvalidOperationException("FASTER's hash index (FasterBase.state[].tableRaw) was not found.");
+        _buckets = (byte*)Pointer.Unbox(pointer);
+        _bucketMask = sizeMask;
     }
 
     /// <summary>A read-modify-write; waits for the disk when the key is not in memory.</summary>

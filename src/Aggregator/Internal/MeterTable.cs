@@ -45,11 +45,15 @@ internal sealed class CompiledMeter
 
 /// <summary>
 /// One partition's meters, looked up by (tenant, event type) from the record's bytes. Rebuilt (as a new, then
-/// immutable, table) whenever the catalog's version moves; invalid counts carry over by (tenant, meter key).
+/// immutable, table apart from the loop's last lookup) whenever the catalog's version moves; invalid counts carry
+/// over by (tenant, meter key).
 /// </summary>
 internal sealed class MeterTable
 {
     private readonly Dictionary<UInt128, CompiledMeter[]> _byType = [];
+    // The last meters found (the loop is the only caller of Find): most records have the tenant and type of the one
+    // before, and comparing those bytes costs less than hashing them.
+    private CompiledMeter[]? _last;
 
     private MeterTable(long version) => Version = version;
 
@@ -82,15 +86,22 @@ internal sealed class MeterTable
         return table;
     }
 
-    /// <summary>The meters of the event's tenant and type, or null.</summary>
+    /// <summary>The meters of the event's tenant and type, or null. Called by the partition's loop only.</summary>
     public CompiledMeter[]? Find(ReadOnlySpan<byte> tenant, ReadOnlySpan<byte> type, Span<byte> scratch)
     {
+        if (_last is { } last && Matches(last, tenant, type))
+            return last;
         if (_byType.Count == 0 || !_byType.TryGetValue(LookupKey(tenant, type, scratch), out var meters))
             return null;
         // A 128-bit hash does not collide in practice, but comparing the bytes costs little and makes it certain.
-        var first = meters[0];
-        return tenant.SequenceEqual(first.Tenant) && type.SequenceEqual(first.EventType) ? meters : null;
+        if (!Matches(meters, tenant, type))
+            return null;
+        _last = meters;
+        return meters;
     }
+
+    private static bool Matches(CompiledMeter[] meters, ReadOnlySpan<byte> tenant, ReadOnlySpan<byte> type)
+        => type.SequenceEqual(meters[0].EventType) && tenant.SequenceEqual(meters[0].Tenant);
 
     private static UInt128 LookupKey(ReadOnlySpan<byte> tenant, ReadOnlySpan<byte> type, Span<byte> scratch)
     {
