@@ -36,8 +36,11 @@ public sealed record UsageQuery
 /// <param name="Customer">The customer.</param>
 /// <param name="Value">The exact value (TIME_WEIGHTED_SUM in unit-seconds).</param>
 /// <param name="GroupBy">The values of the query's group-by keys, by key (empty without grouping).</param>
+/// <param name="EventCount">The events counted into the row's window: what a per-event fee is charged on. For
+/// UNIQUE_COUNT it is not an event count but the values first seen in the window (the same as <paramref name="Value"/>
+/// in windows of the meter's own size); for TIME_WEIGHTED_SUM, the readings applied (out-of-order ones are not).</param>
 public sealed record UsageRow(DateTimeOffset WindowStart, DateTimeOffset WindowEnd, string Customer,
-    IReadOnlyDictionary<string, string> GroupBy, decimal Value);
+    IReadOnlyDictionary<string, string> GroupBy, decimal Value, long EventCount);
 
 /// <summary>The answer to a <see cref="UsageQuery"/>.</summary>
 /// <param name="Rows">The rows, ordered by customer, group values and window start; only windows with usage.</param>

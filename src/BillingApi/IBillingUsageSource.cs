@@ -13,15 +13,17 @@ public interface IBillingUsageSource
     MeterAggregation? FindMeter(string tenant, string meterKey);
 
     /// <summary>
-    /// The meter's quantity for one customer over <c>[from, to)</c>, including every event acknowledged before the
-    /// call. Throws <see cref="BillingUsageException"/> when the meter cannot be totalled exactly over that range.
+    /// The meter's quantity for one customer over <c>[from, to)</c>, and the number of events in it (what a percentage
+    /// model's free events and per-event fee apply to), including every event acknowledged before the call. Throws
+    /// <see cref="BillingUsageException"/> when the meter cannot be totalled exactly over that range. A UNIQUE_COUNT
+    /// meter counts distinct values, not events: its event count is 0.
     /// </summary>
-    Task<decimal> GetQuantityAsync(string tenant, string meterKey, string customer, DateTimeOffset from, DateTimeOffset to,
+    Task<ChargeUsage> GetUsageAsync(string tenant, string meterKey, string customer, DateTimeOffset from, DateTimeOffset to,
         CancellationToken cancellationToken);
 
-    /// <summary>As <see cref="GetQuantityAsync"/> for every customer of the tenant with usage of the meter in the range
+    /// <summary>As <see cref="GetUsageAsync"/> for every customer of the tenant with usage of the meter in the range
     /// (a customer without is absent): one question for a billing run's many subscriptions that share a period.</summary>
-    Task<IReadOnlyDictionary<string, decimal>> GetQuantitiesAsync(string tenant, string meterKey, DateTimeOffset from, DateTimeOffset to,
+    Task<IReadOnlyDictionary<string, ChargeUsage>> GetUsagesAsync(string tenant, string meterKey, DateTimeOffset from, DateTimeOffset to,
         CancellationToken cancellationToken);
 
     /// <summary>

@@ -109,39 +109,36 @@ public static class Rater
 
         var result = new InvoiceLine[capacity];
         int count = 0;
-        decimal total = 0m; // the sum of the line amounts in line order
+        // The invoice total is the sum of the line amounts in line order; the usage total is only needed against a
+        // minimum commitment. Both are kept as integers (AmountSum) and added as decimals only when that cannot be exact.
+        var total = default(AmountSum);
+        var usage = default(AmountSum);
 
         foreach (var fee in plan.FixedFees)
         {
             if ((lines & Wanted(fee)) != 0)
             {
                 var line = FeeLine(LineKind.FixedFee, fee, fee.Amount, from, to, days, periodDays, currency, rounding);
-                total += line.Amount;
+                total.Add(line.Amount);
                 result[count++] = line;
             }
         }
 
         if ((lines & LineSelection.Usage) != 0)
         {
-            // The usage total is only needed against a minimum commitment.
-            decimal? commitment = plan.MinimumCommitment;
-            decimal usageTotal = 0m;
+            int firstUsage = count;
             var charges = plan.Charges;
             for (int i = 0; i < charges.Length; i++)
             {
                 var line = UsageLine(charges[i], usageByCharge[i], from, to, days, periodDays, currency, rounding);
-                if (commitment.HasValue)
-                {
-                    usageTotal += line.Amount;
-                }
-
-                total += line.Amount;
+                total.Add(line.Amount);
+                usage.Add(line.Amount);
                 result[count++] = line;
             }
 
-            if (commitment.HasValue)
+            if (plan.MinimumCommitment is { } commitmentAmount)
             {
-                decimal commitmentAmount = commitment.GetValueOrDefault();
+                decimal usageTotal = usage.TryGetTotal(out var sum) ? sum : SumInOrder(result.AsSpan(firstUsage, count - firstUsage));
                 decimal owed = Money.Prorate(commitmentAmount, days, periodDays);
                 if (usageTotal < owed)
                 {
@@ -159,13 +156,26 @@ public static class Rater
                         ExactAmount = exact,
                         Amount = currency.Round(exact, rounding),
                     };
-                    total += trueUp.Amount;
+                    total.Add(trueUp.Amount);
                     result[count++] = trueUp;
                 }
             }
         }
 
-        return new Invoice(plan.PlanCode, plan.Version, currency, period, rounding, Seal(result, count), total);
+        decimal invoiceTotal = total.TryGetTotal(out var exactTotal) ? exactTotal : SumInOrder(result.AsSpan(0, count));
+        return new Invoice(plan.PlanCode, plan.Version, currency, period, rounding, Seal(result, count), invoiceTotal);
+    }
+
+    /// <summary>The amounts added one by one from 0m, in line order: the total when <see cref="AmountSum"/> cannot give it.</summary>
+    private static decimal SumInOrder(ReadOnlySpan<InvoiceLine> lines)
+    {
+        decimal sum = 0m;
+        foreach (var line in lines)
+        {
+            sum += line.Amount;
+        }
+
+        return sum;
     }
 
     /// <summary>

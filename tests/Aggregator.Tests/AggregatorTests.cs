@@ -59,9 +59,16 @@ public sealed class AggregatorTests
             foreach (var query in Shapes(meter))
             {
                 var expected = Oracle.Usage(harness.Appended, meter, query);
-                var actual = Oracle.Actual(await harness.Aggregator.Usage.QueryAsync(query));
+                var result = await harness.Aggregator.Usage.QueryAsync(query);
+                var actual = Oracle.Actual(result);
                 Assert.True(expected.Count > 0 || meter.Tenant == "globex", $"{meter.Key}: the oracle has no rows; the test data misses this case");
                 Assert.Equal(expected.OrderBy(r => r.Key, StringComparer.Ordinal), actual.OrderBy(r => r.Key, StringComparer.Ordinal));
+                // UNIQUE_COUNT rows count values, not events (see UsageRow.EventCount).
+                if (meter.Aggregation != Aggregation.UniqueCount)
+                {
+                    Assert.Equal(Oracle.EventCounts(harness.Appended, meter, query).OrderBy(r => r.Key, StringComparer.Ordinal),
+                        Oracle.ActualEventCounts(result).OrderBy(r => r.Key, StringComparer.Ordinal));
+                }
             }
             var counters = harness.Aggregator.GetCounters(meter.Tenant);
             Assert.Equal(Oracle.Valid(harness.Appended, meter).Invalid, counters.InvalidByMeter.GetValueOrDefault(meter.Key));

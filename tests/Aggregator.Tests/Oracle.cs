@@ -73,18 +73,38 @@ internal static class Oracle
         return (valid, invalid);
     }
 
-    public static Dictionary<string, decimal> Usage(IEnumerable<TestEvent> appended, MeterDefinition meter, UsageQuery query)
+    /// <summary>The meter's valid events that a query reads: its customer, its filters, windows overlapping its range.</summary>
+    private static List<TestEvent> Selected(IEnumerable<TestEvent> appended, MeterDefinition meter, UsageQuery query)
     {
         var size = query.WindowSize ?? meter.WindowSize;
         long from = Windows.Start(size, Windows.FromDateTimeOffset(query.From));
         long to = Windows.FromDateTimeOffset(query.To);
-        var groupBy = query.GroupBy ?? [];
         var filters = query.Filters ?? new Dictionary<string, string>();
-        var selected = Valid(appended, meter).Valid
+        return Valid(appended, meter).Valid
             .Where(e => query.Customer is null || e.Customer == query.Customer)
             .Where(e => filters.All(f => (e.Get(f.Key) ?? "") == f.Value))
             .Where(e => e.TimeNanos >= from && Windows.Start(size, e.TimeNanos) < to)
             .ToList();
+    }
+
+    /// <summary>The events of each row: what a per-event fee is charged on.</summary>
+    public static Dictionary<string, long> EventCounts(IEnumerable<TestEvent> appended, MeterDefinition meter, UsageQuery query)
+    {
+        var size = query.WindowSize ?? meter.WindowSize;
+        var groupBy = query.GroupBy ?? [];
+        return Selected(appended, meter, query)
+            .GroupBy(e => RowKey(e.Customer, groupBy.Select(k => e.Get(k) ?? ""), Windows.ToDateTimeOffset(Windows.Start(size, e.TimeNanos))))
+            .ToDictionary(row => row.Key, row => (long)row.Count());
+    }
+
+    public static Dictionary<string, long> ActualEventCounts(UsageResult result) =>
+        result.Rows.ToDictionary(row => RowKey(row.Customer, row.GroupBy.Values, row.WindowStart), row => row.EventCount);
+
+    public static Dictionary<string, decimal> Usage(IEnumerable<TestEvent> appended, MeterDefinition meter, UsageQuery query)
+    {
+        var size = query.WindowSize ?? meter.WindowSize;
+        var groupBy = query.GroupBy ?? [];
+        var selected = Selected(appended, meter, query);
 
         var rows = new Dictionary<string, decimal>();
         if (meter.Aggregation == Aggregation.TimeWeightedSum)

@@ -389,6 +389,79 @@ public sealed class BillingEndToEndTests(BillingFixture fixture, ITestOutputHelp
         Assert.Equal(0.53m, Total(final));
     }
 
+    /// <summary>
+    /// "2.9 % + 0.30 per payment, the first 10 payments free of the fee": the aggregator's event count of the SUM meter
+    /// reaches the percentage model. Random payment counts and amounts (seed printed); the oracle works the invoice
+    /// out from the events the test sent: 0.029 * sum + 0.30 * max(n - 10, 0), rounded half-even to cents.
+    /// </summary>
+    [Fact]
+    public async Task BillingRun_PercentageWithPerEventFee_ChargesTheEventsOfThePeriod()
+    {
+        int seed = Random.Shared.Next();
+        output.WriteLine($"seed: {seed}");
+        var random = new Random(seed);
+        string meter = $"payments-{_run}", type = $"payment-{_run}";
+        await fixture.Api.CreateMeterAsync(new { key = meter, eventType = type, aggregation = "SUM", valueProperty = "amount" });
+        await PostOkAsync("/v1/plans", new
+        {
+            code = meter,
+            name = "Payments",
+            version = new
+            {
+                currency = "USD",
+                interval = "monthly",
+                charges = new[] { new { code = "processing", meter, model = new { type = "percentage", rate = "0.029", freeEvents = 10, fixedFeePerEvent = "0.30" } } },
+            },
+        });
+        var expected = new Dictionary<string, decimal>();
+        var events = new List<UsageEvent>();
+        foreach (string customer in new[] { $"few-{_run}", $"many-{_run}" })
+        {
+            await PostOkAsync("/v1/customers", new { id = customer, name = customer, currency = "USD" });
+            await PostOkAsync("/v1/subscriptions", new { customer, plan = meter, startDate = Day(fixture.MonthStart) });
+            int count = customer.StartsWith("few", StringComparison.Ordinal) ? random.Next(1, 11) : random.Next(11, 300);
+            decimal sum = 0m;
+            for (int i = 0; i < count; i++)
+            {
+                decimal amount = random.Next(1, 1_000_000) / 100m;
+                sum += amount;
+                var time = Midnight(fixture.MonthStart).AddMinutes(random.Next(fixture.MonthDays * 24 * 60));
+                events.Add(Requests.Event($"{customer}-p{i}", customer: customer, type: type, time: time,
+                    data: ("amount", amount.ToString(CultureInfo.InvariantCulture))));
+            }
+            expected[customer] = decimal.Round(0.029m * sum + 0.30m * Math.Max(count - 10, 0), 2, MidpointRounding.ToEven);
+        }
+        // A payment after the period: billed next month, not in this one.
+        events.Add(Requests.Event($"many-{_run}-next", customer: $"many-{_run}", type: type, time: Midnight(fixture.MonthEnd).AddHours(1), data: ("amount", "100")));
+        await fixture.Api.IngestAsync(events, batchSize: 100);
+
+        await PostOkAsync("/v1/billing-runs", new { asOf = Day(fixture.MonthEnd) + "T00:00:00Z" });
+
+        foreach (var (customer, total) in expected)
+        {
+            var invoice = Assert.Single(await InvoicesAsync(customer));
+            Assert.Equal(total, Total(invoice));
+        }
+    }
+
+    [Fact]
+    public async Task CreatePlan_PerEventFeeOnAUniqueCountMeter_Returns400NamingTheModel()
+    {
+        string meter = $"visitors-{_run}";
+        await fixture.Api.CreateMeterAsync(new { key = meter, eventType = $"visit-{_run}", aggregation = "UNIQUE_COUNT", valueProperty = "visitor" });
+
+        var (status, problem) = await SendAsync(HttpMethod.Post, "/v1/plans", new
+        {
+            code = meter,
+            name = "Visitors",
+            version = new { currency = "USD", interval = "monthly", charges = new[] { new { code = "v", meter, model = new { type = "percentage", rate = "0.01", fixedFeePerEvent = "0.10" } } } },
+        });
+
+        AssertProblem(HttpStatusCode.BadRequest, "version.charges[0].model", status, problem);
+        Assert.Contains("UNIQUE_COUNT", problem!["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync($"/v1/plans/{meter}")).Status);
+    }
+
     [Fact]
     public async Task BillingRun_SubscriptionWhoseUsageCannotBeTotalled_IsReportedAndTheOthersAreBilled()
     {

@@ -122,7 +122,7 @@ internal sealed class UsageQueryService(IMeterCatalog catalog, IEventLog log, Pa
             for (int k = 0; k < plan.ProjectionKeys.Length; k++)
                 groupBy[plan.ProjectionKeys[k]] = row.Values[k];
             output[i] = new UsageRow(Windows.ToDateTimeOffset(row.Window), Windows.ToDateTimeOffset(Windows.End(plan.WindowSize, row.Window)),
-                row.Customer, groupBy, row.State.Value(plan.Meter.Aggregation));
+                row.Customer, groupBy, row.State.Value(plan.Meter.Aggregation), row.State.Count);
         }
         return new UsageResult(output, customerKnown);
     }

@@ -48,7 +48,7 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         public DateTimeOffset AsOf { get; } = asOf;
         public DateOnly AsOfDay { get; } = DateOnly.FromDateTime(asOf.UtcDateTime);
         public BillingSettingsRow Settings { get; } = settings;
-        public ConcurrentDictionary<(string Meter, DateOnly From, DateOnly To), Lazy<Task<IReadOnlyDictionary<string, decimal>>>> Usage { get; } = new();
+        public ConcurrentDictionary<(string Meter, DateOnly From, DateOnly To), Lazy<Task<IReadOnlyDictionary<string, ChargeUsage>>>> Usage { get; } = new();
         public BillingRunTimings Timings { get; } = new();
     }
 
@@ -591,10 +591,10 @@ internal sealed class BillingEngine(BillingDatabase database, IBillingUsageSourc
         foreach (var charge in plan.Charges)
         {
             long waited = Stopwatch.GetTimestamp();
-            var all = await run.Usage.GetOrAdd((charge.Meter.Code, from, to), key => new Lazy<Task<IReadOnlyDictionary<string, decimal>>>(
-                () => usage.GetQuantitiesAsync(run.Tenant, key.Meter, Midnight(key.From), Midnight(key.To), CancellationToken.None))).Value.WaitAsync(cancellationToken);
+            var all = await run.Usage.GetOrAdd((charge.Meter.Code, from, to), key => new Lazy<Task<IReadOnlyDictionary<string, ChargeUsage>>>(
+                () => usage.GetUsagesAsync(run.Tenant, key.Meter, Midnight(key.From), Midnight(key.To), CancellationToken.None))).Value.WaitAsync(cancellationToken);
             run.Timings.Move(BillingPhase.Rating, run.Timings.Add(BillingPhase.Usage, waited));
-            quantities[charge.Meter.Code] = new ChargeUsage(all.TryGetValue(customer, out var quantity) ? quantity : 0m);
+            quantities[charge.Meter.Code] = all.TryGetValue(customer, out var used) ? used : default;
         }
         return quantities;
     }

@@ -254,8 +254,8 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
                 var plan = await BillingPlans.PhasePlanAsync(connection, caller.TenantId, phase, http.RequestAborted);
                 var quantities = new Dictionary<string, ChargeUsage>();
                 foreach (var charge in plan.Charges)
-                    quantities[charge.Meter.Code] = new ChargeUsage(await usage.GetQuantityAsync(caller.TenantId, charge.Meter.Code, id,
-                        BillingEngine.Midnight(from), BillingEngine.Midnight(to), http.RequestAborted));
+                    quantities[charge.Meter.Code] = await usage.GetUsageAsync(caller.TenantId, charge.Meter.Code, id,
+                        BillingEngine.Midnight(from), BillingEngine.Midnight(to), http.RequestAborted);
                 var rated = Rater.RatePeriod(plan, period, from, to, quantities, settings.Rounding, LineSelection.Usage | LineSelection.InArrearsFees);
                 total += rated.Total;
                 int n = lines.Count;
@@ -314,8 +314,8 @@ internal sealed class InvoiceHttpEndpoints(IApiKeyStore keys, BillingDatabase da
         try
         {
             foreach (var charge in plan.Charges)
-                quantities[charge.Meter.Code] = new ChargeUsage(await usage.GetQuantityAsync(caller.TenantId, charge.Meter.Code, id,
-                    BillingEngine.Midnight(period.Start), BillingEngine.Midnight(period.End), http.RequestAborted));
+                quantities[charge.Meter.Code] = await usage.GetUsageAsync(caller.TenantId, charge.Meter.Code, id,
+                    BillingEngine.Midnight(period.Start), BillingEngine.Midnight(period.End), http.RequestAborted);
         }
         catch (BillingUsageException e)
         {

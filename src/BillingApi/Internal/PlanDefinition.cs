@@ -113,6 +113,8 @@ internal sealed class PlanDefinition
             var model = charge.Model?.ToModel(path + ".model", errors);
             if (charge.Model is null)
                 errors.Add((path + ".model", "model is required."));
+            if (model is PercentageModel { FreeEvents: not 0 } or PercentageModel { FixedFeePerEvent: not 0m } && aggregation == MeterAggregation.UniqueCount)
+                errors.Add((path + ".model", $"freeEvents and fixedFeePerEvent count events, and meter '{charge.Meter}' (UNIQUE_COUNT) counts distinct values, not events; use a meter that counts the events."));
             charges.Add(new Charge(charge.Code ?? "", new Meter(charge.Meter ?? "", aggregation), model!)
             {
                 FreeUnits = charge.FreeUnits ?? 0m,
@@ -231,7 +233,7 @@ internal sealed class ModelDefinition
             "standard" => new[] { "unitPrice" },
             "graduated" or "volume" or "graduated_percentage" => ["tiers"],
             "package" => ["packageSize", "packagePrice"],
-            "percentage" => ["rate"],
+            "percentage" => ["rate", "freeEvents", "fixedFeePerEvent"],
             _ => null,
         };
         if (allowed is null)
@@ -247,9 +249,7 @@ internal sealed class ModelDefinition
         };
         foreach (var (name, present) in given)
         {
-            if (present && Type == "percentage" && name is "freeEvents" or "fixedFeePerEvent")
-                errors.Add(($"{path}.{name}", $"{name} needs each period's event count, which billing does not read from the aggregator yet; leave it out."));
-            else if (present && !allowed.Contains(name))
+            if (present && !allowed.Contains(name))
                 errors.Add(($"{path}.{name}", $"{name} does not belong to a {Type} model (it takes {string.Join(", ", allowed)})."));
         }
         int before = errors.Count;

@@ -27,19 +27,19 @@ internal sealed class AggregatorBillingUsage(IMeterCatalog meters, IAggregator a
         var other => throw new InvalidOperationException($"aggregation {other} has no rating counterpart"),
     };
 
-    public async Task<decimal> GetQuantityAsync(string tenant, string meterKey, string customer, DateTimeOffset from, DateTimeOffset to,
+    public async Task<ChargeUsage> GetUsageAsync(string tenant, string meterKey, string customer, DateTimeOffset from, DateTimeOffset to,
         CancellationToken cancellationToken) =>
-        (await QueryAsync(tenant, meterKey, customer, from, to, cancellationToken)).TryGetValue(customer, out var quantity) ? quantity : 0m;
+        (await QueryAsync(tenant, meterKey, customer, from, to, cancellationToken)).TryGetValue(customer, out var usage) ? usage : default;
 
-    public Task<IReadOnlyDictionary<string, decimal>> GetQuantitiesAsync(string tenant, string meterKey, DateTimeOffset from, DateTimeOffset to,
+    public Task<IReadOnlyDictionary<string, ChargeUsage>> GetUsagesAsync(string tenant, string meterKey, DateTimeOffset from, DateTimeOffset to,
         CancellationToken cancellationToken) => QueryAsync(tenant, meterKey, null, from, to, cancellationToken);
 
-    private async Task<IReadOnlyDictionary<string, decimal>> QueryAsync(string tenant, string meterKey, string? customer, DateTimeOffset from,
+    private async Task<IReadOnlyDictionary<string, ChargeUsage>> QueryAsync(string tenant, string meterKey, string? customer, DateTimeOffset from,
         DateTimeOffset to, CancellationToken cancellationToken)
     {
         var meter = meters.Find(tenant, meterKey) ?? throw new BillingUsageException($"tenant '{tenant}' has no meter '{meterKey}'");
         if (to <= from)
-            return new Dictionary<string, decimal>();
+            return new Dictionary<string, ChargeUsage>();
         bool oneMonth = from.Offset == TimeSpan.Zero && from.Day == 1 && from.TimeOfDay == TimeSpan.Zero && to == from.AddMonths(1);
         if (!oneMonth && meter.Aggregation is Aggregation.Avg or Aggregation.UniqueCount)
             throw new BillingUsageException($"meter '{meterKey}' ({meter.Aggregation}) can be billed exactly only over whole calendar months; " +
@@ -63,10 +63,10 @@ internal sealed class AggregatorBillingUsage(IMeterCatalog meters, IAggregator a
             throw new BillingUsageException($"usage of meter '{meterKey}' for [{from:O}, {to:O}): {e.Message}");
         }
         // Rows come ordered by customer, then window start.
-        var quantities = new Dictionary<string, decimal>();
+        var usages = new Dictionary<string, ChargeUsage>();
         foreach (var rows in result.Rows.GroupBy(r => r.Customer))
         {
-            quantities[rows.Key] = meter.Aggregation switch
+            decimal quantity = meter.Aggregation switch
             {
                 Aggregation.Min => rows.Min(r => r.Value),
                 Aggregation.Max => rows.Max(r => r.Value),
@@ -74,8 +74,11 @@ internal sealed class AggregatorBillingUsage(IMeterCatalog meters, IAggregator a
                 Aggregation.Latest => rows.Last().Value,
                 _ => rows.Sum(r => r.Value),
             };
+            // Every window's events add up over the range; a UNIQUE_COUNT window counts values, not events.
+            long events = meter.Aggregation == Aggregation.UniqueCount ? 0 : rows.Sum(r => r.EventCount);
+            usages[rows.Key] = new ChargeUsage(quantity, events);
         }
-        return quantities;
+        return usages;
     }
 
     public async Task ApplyLimitsAsync(string tenant, string customer, IReadOnlyDictionary<string, decimal> limits, CancellationToken cancellationToken)
