@@ -79,4 +79,43 @@ public sealed class KvStoreTests
             Assert.Equal(bucket[0], store.LoadBucket(hash));
         }
     }
+
+    [Fact]
+    public void LoadOverflowBucket_MoreKeysThanTheBucketHolds_ReadsTheChainedBucket()
+    {
+        // A main bucket holds 7 keys (these 20 all fall in bucket 0); FASTER chains the rest in overflow buckets, whose first one
+        // LoadOverflowBucket must read: its first entry carries the tag of one of the keys beyond the first 7.
+        string directory = Path.Combine(Path.GetTempPath(), "alphamesh-kvstore-tests", Guid.NewGuid().ToString("N"));
+        var options = new AggregatorOptions { PageSizeBytes = 4096, SegmentSizeBytes = 1 << 20 };
+        var functions = new DedupeFunctions();
+        using (var store = new KvStore<HashKey, DedupeValue, DedupeValue, DedupeOutput, DedupeFunctions>(directory,
+            StoreSizes.From(options, 1 << 16, 512, "Dedupe"), HashKeyComparer.Instance, functions))
+        {
+            var empty = new HashKey(new UInt128(0, 1));
+            Assert.Equal(0, store.LoadOverflowBucket(HashKeyComparer.Instance.GetHashCode64(ref empty)));
+            var tags = new HashSet<long>();
+            for (ulong i = 0; i < 20; i++)
+            {
+                // Distinct tags (hash bits 50-63), so that each key takes its own entry.
+                var key = new HashKey(new UInt128(0, (i + 1) << 50));
+                var value = new DedupeValue { ExpiresAt = 1 };
+                store.Rmw(ref key, ref value);
+                tags.Add((long)(i + 1));
+            }
+
+            long word = store.LoadOverflowBucket(0);
+
+            Assert.NotEqual(0, word);
+            Assert.Contains((word >> 48) & 0x3FFF, tags);
+        }
+        Directory.Delete(directory, recursive: true);
+    }
+
+    [Fact]
+    public void From_IndexSmallerThanFastersMinimum_ThrowsNamingTheOption()
+    {
+        // FASTER refuses an index under 8 buckets (512 bytes) with its own message; the options say which setting.
+        var error = Assert.Throws<ArgumentException>(() => StoreSizes.From(new AggregatorOptions(), 1 << 26, 256, "Dedupe"));
+        Assert.Contains("Aggregator.DedupeIndexBytes must be at least 512", error.Message, StringComparison.Ordinal);
+    }
 }

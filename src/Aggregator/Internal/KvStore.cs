@@ -21,8 +21,9 @@ internal readonly record struct StoreSizes(long IndexBytes, long MemoryBytes, lo
             throw new ArgumentException($"Aggregator.{store}MemoryBytes ({memoryBytes} bytes) must hold at least four pages of {options.PageSizeBytes} bytes.");
         if (options.SegmentSizeBytes < options.PageSizeBytes)
             throw new ArgumentException($"Aggregator.SegmentSizeBytes ({options.SegmentSizeBytes}) must be at least Aggregator.PageSizeBytes ({options.PageSizeBytes}).");
-        if (indexBytes < 64)
-            throw new ArgumentException($"Aggregator.{store}IndexBytes must be at least 64, not {indexBytes}.");
+        // FASTER's own minimum: 8 buckets of 64 bytes.
+        if (indexBytes < 512)
+            throw new ArgumentException($"Aggregator.{store}IndexBytes must be at least 512, not {indexBytes}.");
         return new StoreSizes(indexBytes, memoryBytes, options.PageSizeBytes, options.SegmentSizeBytes);
     }
 
@@ -57,6 +58,8 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     private unsafe byte* _buckets;
     private long _bucketMask;
     private object? _table;
+    private object? _overflow;
+    private nint[]? _overflowPages;
 
     public KvStore(string directory, StoreSizes sizes, IFasterEqualityComparer<TKey> comparer, TFunctions functions)
     {
@@ -121,6 +124,24 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public unsafe long LoadBucket(long hash) => *(long*)(_buckets + ((hash & _bucketMask) << 6));
 
+    /// <summary>
+    /// Loads the first word of the first overflow bucket chained to a key's main bucket, or returns 0 when it has none.
+    /// A main bucket holds 7 keys; once more keys share it, FASTER chains overflow buckets, and a new id's lookup
+    /// reads them all: call this in a loop after the loop of <see cref="LoadBucket"/>, so that the second level of
+    /// misses overlaps too.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public unsafe long LoadOverflowBucket(long hash)
+    {
+        // Word 7 of a bucket is the overflow pointer (48 bits): page (64 Ki buckets each) and index in the page.
+        long next = *(long*)(_buckets + ((hash & _bucketMask) << 6) + 56) & 0xFFFF_FFFF_FFFFL;
+        var pages = _overflowPages!;
+        long page = next >> 16;
+        if (next == 0 || (ulong)page >= (ulong)pages.Length || pages[page] == 0)
+            return 0;
+        return *(long*)(pages[page] + ((next & 0xFFFF) << 6));
+    }
+
     /// <summary>The address of a key's main hash bucket (tests check it against FASTER's own entries).</summary>
     internal unsafe ulong BucketAddress(long hash) => (ulong)(_buckets + ((hash & _bucketMask) << 6));
 
@@ -143,6 +164,11 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
         // Holding the table's array keeps the address valid (the array is pinned) even if FASTER replaced it.
         _table = table!.GetType().GetField("tableRaw", Internal)?.GetValue(table)
             ?? throw new InvalidOperationException("FASTER's hash index (FasterBase.state[].tableRaw) was not found.");
+        // The overflow buckets: MallocFixedPageSize<HashBucket>, whose pinned pages' addresses are in its 'pointers'
+        // (filled in as pages are allocated, never moved); holding the allocator keeps its pages alive.
+        _overflow = typeof(FasterBase).GetField("overflowBucketsAllocator", Internal)?.GetValue(Kv);
+        _overflowPages = _overflow?.GetType().GetField("pointers", Internal)?.GetValue(_overflow) as nint[]
+            ?? throw new InvalidOperationException("FASTER's overflow buckets (FasterBase.overflowBucketsAllocator.pointers) were not found.");
         _buckets = (byte*)Pointer.Unbox(pointer);
         _bucketMask = sizeMask;
     }

@@ -378,6 +378,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         long touched = 0;
         for (int i = 0; i < _stagedCount; i++)
             touched ^= _dedupe.LoadBucket(HashKeyComparer.Instance.GetHashCode64(ref _staged[i].Key));
+        // Then the first overflow bucket of the full ones (an index holding more than 7 ids per bucket).
+        for (int i = 0; i < _stagedCount; i++)
+            touched ^= _dedupe.LoadOverflowBucket(HashKeyComparer.Instance.GetHashCode64(ref _staged[i].Key));
         _touched = touched;
 
         var stage = _stage.AsSpan();
