@@ -373,7 +373,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     {
         // First the dedupe index bucket of every staged id, in a loop that does nothing else: for new ids these loads
         // miss the cache, and so close together they are in flight at once (about one latency for the whole stage
-        // instead of one each). A software prefetch per record, issued while staging, measured slower: the prefetch
+        // instead of one each). A software prefetch per record, issued while staging, gained much less: the prefetch
         // instruction itself waited on this machine.
         long touched = 0;
         for (int i = 0; i < _stagedCount; i++)
