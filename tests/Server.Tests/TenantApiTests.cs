@@ -226,18 +226,11 @@ public sealed class TenantApiTests(TenantApiFixture fixture) : IClassFixture<Ten
         for (int i = 0; i < 5; i++)
             issued.Add((await IssueKeyAsync(tenant)).Id);
 
-        var seen = new List<string>();
-        string? cursor = null;
-        int pages = 0;
-        do
+        var (seen, pages) = await Paging.ReadAllAsync($"/v1/tenants/{tenant}/api-keys?limit=2", async path =>
         {
-            var (status, body, _) = await SendAsync(HttpMethod.Get, $"/v1/tenants/{tenant}/api-keys?limit=2" + (cursor is null ? "" : "&cursor=" + cursor), OperatorKey);
-            Assert.Equal(HttpStatusCode.OK, status);
-            seen.AddRange(body!["data"]!.AsArray().Select(k => k!["id"]!.GetValue<string>()));
-            cursor = body["nextCursor"]?.GetValue<string>();
-            pages++;
-        }
-        while (cursor is not null);
+            var (status, body, _) = await SendAsync(HttpMethod.Get, path, OperatorKey);
+            return (status, body);
+        });
 
         Assert.Equal(issued, seen);
         Assert.Equal(3, pages);

@@ -235,15 +235,15 @@ public sealed class UsageEndpointsTests : IAsyncLifetime
         return events;
     }
 
-    /// <summary>Straightforward sum per (customer, region, hour), ordered like the server's rows.</summary>
+    /// <summary>Straightforward sum and event count per (customer, region, hour), ordered like the server's rows.</summary>
     private static List<string> Oracle(IEnumerable<UsageEvent> events)
         => [.. events.Where(e => e.Type == "llm_call")
             .GroupBy(e => (e.Customer, Region: e.Data["region"], Hour: HourStart(e.Time.ToDateTimeOffset())))
             .OrderBy(g => g.Key.Customer, StringComparer.Ordinal).ThenBy(g => g.Key.Region, StringComparer.Ordinal).ThenBy(g => g.Key.Hour)
-            .Select(g => Row(g.Key.Customer, g.Key.Region, g.Key.Hour, g.Sum(e => decimal.Parse(e.Data["tokens"], CultureInfo.InvariantCulture))))];
+            .Select(g => Row(g.Key.Customer, g.Key.Region, g.Key.Hour, g.Sum(e => decimal.Parse(e.Data["tokens"], CultureInfo.InvariantCulture)), g.Count()))];
 
-    private static string Row(string customer, string region, DateTimeOffset hour, decimal value)
-        => $"{customer}|{region}|{hour:yyyy-MM-ddTHH:mm:ssZ}|{hour.AddHours(1):yyyy-MM-ddTHH:mm:ssZ}|{value.ToString("0.00", CultureInfo.InvariantCulture)}";
+    private static string Row(string customer, string region, DateTimeOffset hour, decimal value, long events)
+        => $"{customer}|{region}|{hour:yyyy-MM-ddTHH:mm:ssZ}|{hour.AddHours(1):yyyy-MM-ddTHH:mm:ssZ}|{value.ToString("0.00", CultureInfo.InvariantCulture)}|{events}";
 
     private async Task<List<string>> QueryUsageAsync(string pathAndQuery)
     {
@@ -257,7 +257,7 @@ public sealed class UsageEndpointsTests : IAsyncLifetime
             var start = DateTimeOffset.Parse(r.GetProperty("windowStart").GetString()!, CultureInfo.InvariantCulture);
             var end = DateTimeOffset.Parse(r.GetProperty("windowEnd").GetString()!, CultureInfo.InvariantCulture);
             Assert.Equal(end, start.AddHours(1));
-            return Row(r.GetProperty("customer").GetString()!, region, start, ParseDecimal(r.GetProperty("value").GetString()));
+            return Row(r.GetProperty("customer").GetString()!, region, start, ParseDecimal(r.GetProperty("value").GetString()), r.GetProperty("events").GetInt64());
         })];
     }
 

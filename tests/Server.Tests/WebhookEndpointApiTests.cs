@@ -278,18 +278,11 @@ public sealed class WebhookEndpointApiTests(WebhookApiFixture fixture) : IClassF
         for (int i = 0; i < 5; i++)
             created.Add((await CreateEndpointAsync(key, $"https://example.com/h{i}"))["id"]!.GetValue<string>());
 
-        var seen = new List<string>();
-        string? cursor = null;
-        int pages = 0;
-        do
+        var (seen, pages) = await Paging.ReadAllAsync("/v1/webhook-endpoints?limit=2", async path =>
         {
-            var (status, body, _) = await SendAsync(HttpMethod.Get, "/v1/webhook-endpoints?limit=2" + (cursor is null ? "" : "&cursor=" + cursor), key);
-            Assert.Equal(HttpStatusCode.OK, status);
-            seen.AddRange(body!["data"]!.AsArray().Select(e => e!["id"]!.GetValue<string>()));
-            cursor = body["nextCursor"]?.GetValue<string>();
-            pages++;
-        }
-        while (cursor is not null);
+            var (status, body, _) = await SendAsync(HttpMethod.Get, path, key);
+            return (status, body);
+        });
 
         Assert.Equal(created, seen);
         Assert.Equal(3, pages);

@@ -136,7 +136,7 @@ internal sealed class CatalogHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             || await ApiHttp.ReadAsync<PlanRequest>(http) is not ({ } body, { } request))
             return;
         var errors = new List<(string Field, string Message)>();
-        CheckCode(request.Code, "code", errors);
+        PlanDefinition.CheckCode(request.Code, "code", errors);
         CheckName(request.Name, "name", errors);
         if (request.Version is null)
             errors.Add(("version", "version is required: the plan's first version (currency, interval, fees, charges)."));
@@ -402,14 +402,6 @@ internal sealed class CatalogHttpEndpoints(IApiKeyStore keys, BillingDatabase da
             errors.Add((field, $"{field} is required and not blank."));
         else if (name.Length > MaxNameLength)
             errors.Add((field, $"{field} is {name.Length} characters; at most {MaxNameLength}."));
-    }
-
-    private static void CheckCode(string? code, string field, List<(string, string)> errors)
-    {
-        if (string.IsNullOrEmpty(code))
-            errors.Add((field, $"{field} is required."));
-        else if (code.Length > 64 || !code.All(c => c is (>= 'a' and <= 'z') or (>= 'A' and <= 'Z') or (>= '0' and <= '9') or '-' or '_' or '.'))
-            errors.Add((field, $"{field} '{PlanDefinition.Truncate(code)}' must be 1-64 of a-z, A-Z, 0-9, '-', '_', '.'."));
     }
 
     /// <summary>A calendar day, <c>yyyy-MM-dd</c> (billing days are UTC days).</summary>

@@ -167,12 +167,13 @@ internal sealed class PlanDefinition
         return path;
     }
 
-    private static void CheckCode(string? code, string field, List<(string, string)> errors)
+    /// <summary>A plan, fee or charge code: 1-64 of a-z, A-Z, 0-9, '-', '_', '.' (the error names the field).</summary>
+    internal static void CheckCode(string? code, string field, List<(string, string)> errors)
     {
         if (string.IsNullOrEmpty(code))
-            errors.Add((field, "code is required."));
+            errors.Add((field, $"{field} is required."));
         else if (code.Length > 64 || !code.All(c => c is (>= 'a' and <= 'z') or (>= 'A' and <= 'Z') or (>= '0' and <= '9') or '-' or '_' or '.'))
-            errors.Add((field, $"code '{Truncate(code)}' must be 1-64 of a-z, A-Z, 0-9, '-', '_', '.'."));
+            errors.Add((field, $"{field} '{Truncate(code)}' must be 1-64 of a-z, A-Z, 0-9, '-', '_', '.'."));
     }
 
     internal static string Truncate(string text) => text.Length <= 40 ? text : text[..40] + "...";

@@ -131,7 +131,7 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
             await WriteErrorAsync(http, usage);
             return;
         }
-        var rows = usage.Value!.Select(r => new UsageRowBody(Rfc3339(r.WindowStart), Rfc3339(r.WindowEnd), r.Customer, r.GroupBy, Number(r.Value))).ToList();
+        var rows = usage.Value!.Select(r => new UsageRowBody(Rfc3339(r.WindowStart), Rfc3339(r.WindowEnd), r.Customer, r.GroupBy, Number(r.Value), r.EventCount)).ToList();
         await WriteJsonAsync(http, 200, new DataBody<UsageRowBody>(rows));
     }
 
@@ -276,7 +276,7 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
 
     private sealed record DataBody<T>(IReadOnlyList<T> Data);
 
-    private sealed record UsageRowBody(string WindowStart, string WindowEnd, string Customer, IReadOnlyDictionary<string, string> GroupBy, string Value);
+    private sealed record UsageRowBody(string WindowStart, string WindowEnd, string Customer, IReadOnlyDictionary<string, string> GroupBy, string Value, long Events);
 
     private sealed record EntitlementBody(bool HasAccess, string Usage, string? Limit, string? Remaining, string ResetsAt);
 

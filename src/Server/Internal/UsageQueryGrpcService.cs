@@ -42,6 +42,7 @@ internal sealed class UsageQueryGrpcService(IApiKeyStore keys, UsageReader reade
                 WindowEnd = Timestamp.FromDateTimeOffset(row.WindowEnd),
                 Customer = row.Customer,
                 Value = UsageArguments.Number(row.Value),
+                EventCount = row.EventCount,
             };
             foreach (var (key, value) in row.GroupBy)
                 message.GroupBy[key] = value;
