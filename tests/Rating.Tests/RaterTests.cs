@@ -259,3 +259,62 @@ public sealed class RaterTests
         Assert.Contains(error.Errors, e => e.Path == "currency");
     }
 }
+
+/// <summary>The usage of a dictionary read back into charge order: a buffer per thread, which a re-entrant call must not share.</summary>
+public sealed class RaterUsageBufferTests
+{
+    [Fact]
+    public void RatePeriod_UsageWhoseLookupRatesAnotherInvoice_BothInvoicesAsRatedAlone()
+    {
+        // A usage source that, while it is read, rates a second invoice on the same thread (a test double: no real source
+        // does this, but a caller's own IReadOnlyDictionary could, and then the two calls must not share one buffer).
+        var period = TestPlans.Month(2026, 3);
+        var outer = PlanOf(70, 0.01m);
+        var inner = PlanOf(3, 5m);
+        var innerUsage = new Dictionary<string, ChargeUsage> { ["m0"] = new(7m), ["m1"] = new(11m), ["m2"] = new(13m) };
+        var outerUsage = Enumerable.Range(0, 70).ToDictionary(i => $"m{i}", i => new ChargeUsage(100m + i));
+        // Rated alone first, which also leaves this thread a kept buffer large enough for both invoices.
+        decimal outerAlone = Rater.RatePeriod(outer, period, outerUsage).Total;
+        decimal innerAlone = Rater.RatePeriod(inner, period, innerUsage).Total;
+        Rater.RatePeriod(outer, period, outerUsage);
+        Invoice? nested = null;
+        // Nested once the first charges' usage is read into the buffer, so that a shared buffer would be overwritten.
+        var reentrant = new ReentrantUsage(outerUsage, key => nested ??= key == "m5" ? Rater.RatePeriod(inner, period, innerUsage) : null);
+
+        var invoice = Rater.RatePeriod(outer, period, reentrant);
+
+        Assert.Equal(outerAlone, invoice.Total);
+        Assert.Equal(innerAlone, nested!.Total);
+        // 0.01 * (100 + 101 + ... + 169) = 0.01 * 9,415 = 94.15; 5 * (7 + 11 + 13) = 155
+        Assert.Equal(94.15m, invoice.Total);
+        Assert.Equal(155m, nested.Total);
+    }
+
+    private static PlanVersion PlanOf(int charges, decimal unitPrice) => TestPlans.Version("USD") with
+    {
+        Charges = [.. Enumerable.Range(0, charges).Select(i => new Charge($"c{i}", new Meter($"m{i}", MeterAggregation.Sum), new StandardModel(unitPrice)))],
+    };
+
+    private sealed class ReentrantUsage(Dictionary<string, ChargeUsage> usage, Action<string> onRead) : IReadOnlyDictionary<string, ChargeUsage>
+    {
+        public ChargeUsage this[string key] => usage[key];
+
+        public IEnumerable<string> Keys => usage.Keys;
+
+        public IEnumerable<ChargeUsage> Values => usage.Values;
+
+        public int Count => usage.Count;
+
+        public bool ContainsKey(string key) => usage.ContainsKey(key);
+
+        public bool TryGetValue(string key, out ChargeUsage value)
+        {
+            onRead(key);
+            return usage.TryGetValue(key, out value);
+        }
+
+        public IEnumerator<KeyValuePair<string, ChargeUsage>> GetEnumerator() => usage.GetEnumerator();
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+    }
+}
