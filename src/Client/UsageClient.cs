@@ -93,11 +93,11 @@ public sealed class UsageClient : IAsyncDisposable
     public ValueTask EnqueueAsync(string type, string customer, ReadOnlySpan<KeyValuePair<string, string>> data,
         DateTimeOffset? time = null, string? id = null, CancellationToken cancellationToken = default)
     {
-        if (TryAppend(type, customer, data, time, id, tracker: null))
+        if (TryAppend(type, customer, data, time, id, default(Tracking)))
         {
             return default;
         }
-        return new ValueTask(AppendWhenSpaceAsync(type, customer, data.ToArray(), time ?? DateTimeOffset.UtcNow, id, null, cancellationToken));
+        return new ValueTask(AppendWhenSpaceAsync(type, customer, data.ToArray(), time ?? DateTimeOffset.UtcNow, id, default(Tracking), cancellationToken));
     }
 
     /// <inheritdoc cref="EnqueueAsync(string, string, ReadOnlySpan{KeyValuePair{string, string}}, DateTimeOffset?, string?, CancellationToken)"/>
@@ -119,7 +119,49 @@ public sealed class UsageClient : IAsyncDisposable
     /// <inheritdoc cref="EnqueueAsync(string, string, ReadOnlySpan{KeyValuePair{string, string}}, DateTimeOffset?, string?, CancellationToken)"/>
     public bool TryEnqueue(string type, string customer, ReadOnlySpan<KeyValuePair<string, string>> data,
         DateTimeOffset? time = null, string? id = null)
-        => TryAppend(type, customer, data, time, id, tracker: null);
+        => TryAppend(type, customer, data, time, id, default(Tracking));
+
+    /// <summary>
+    /// Buffers one event with a tag of the caller's choosing, if there is room; returns false, without waiting, when
+    /// the buffer is full. Its outcome (acknowledged, rejected, or failed with its batch) is reported with its tag to
+    /// <see cref="UsageClientOptions.OnTaggedEventsFinished"/>, once per batch: the cheap way to track many events
+    /// (<see cref="TrackAsync(string, string, ReadOnlySpan{KeyValuePair{string, string}}, DateTimeOffset?, string?, CancellationToken)"/>
+    /// costs a task per event).
+    /// </summary>
+    /// <param name="tag">Any value that tells the caller which event it was, for example an index into its own table.</param>
+    /// <param name="type">The event type. Required.</param>
+    /// <param name="customer">The tenant's customer the usage is billed to. Required.</param>
+    /// <param name="data">Properties (numbers as decimal text). Copied before this method returns.</param>
+    /// <param name="time">When the usage happened; the current UTC time when null.</param>
+    /// <param name="id">The idempotency key (at most 256 UTF-8 bytes); a UUIDv7 when null.</param>
+    /// <exception cref="InvalidOperationException"><see cref="UsageClientOptions.OnTaggedEventsFinished"/> is not set.</exception>
+    public bool TryEnqueueTagged(long tag, string type, string customer, ReadOnlySpan<KeyValuePair<string, string>> data,
+        DateTimeOffset? time = null, string? id = null)
+        => TryAppend(type, customer, data, time, id, TagTracking(tag));
+
+    /// <summary>
+    /// Buffers one event with a tag of the caller's choosing, waiting while the buffer is full; completes once the
+    /// event is buffered. Its outcome is reported with its tag to <see cref="UsageClientOptions.OnTaggedEventsFinished"/>
+    /// (see <see cref="TryEnqueueTagged"/>).
+    /// </summary>
+    /// <param name="tag">Any value that tells the caller which event it was, for example an index into its own table.</param>
+    /// <param name="type">The event type. Required.</param>
+    /// <param name="customer">The tenant's customer the usage is billed to. Required.</param>
+    /// <param name="data">Properties (numbers as decimal text). Copied before this method returns.</param>
+    /// <param name="time">When the usage happened; the current UTC time when null.</param>
+    /// <param name="id">The idempotency key (at most 256 UTF-8 bytes); a UUIDv7 when null.</param>
+    /// <param name="cancellationToken">Cancels waiting for buffer space (the event is then not enqueued and not reported).</param>
+    /// <exception cref="InvalidOperationException"><see cref="UsageClientOptions.OnTaggedEventsFinished"/> is not set.</exception>
+    public ValueTask EnqueueTaggedAsync(long tag, string type, string customer, ReadOnlySpan<KeyValuePair<string, string>> data,
+        DateTimeOffset? time = null, string? id = null, CancellationToken cancellationToken = default)
+    {
+        var tracking = TagTracking(tag);
+        if (TryAppend(type, customer, data, time, id, tracking))
+        {
+            return default;
+        }
+        return new ValueTask(AppendWhenSpaceAsync(type, customer, data.ToArray(), time ?? DateTimeOffset.UtcNow, id, tracking, cancellationToken));
+    }
 
     /// <summary>
     /// Sends one event and completes when its batch is acknowledged as durable. Faults with
@@ -136,7 +178,7 @@ public sealed class UsageClient : IAsyncDisposable
         DateTimeOffset? time = null, string? id = null, CancellationToken cancellationToken = default)
     {
         var tracker = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        if (TryAppend(type, customer, data, time, id, tracker))
+        if (TryAppend(type, customer, data, time, id, new Tracking(tracker, 0, Tagged: false)))
         {
             return cancellationToken.CanBeCanceled ? tracker.Task.WaitAsync(cancellationToken) : tracker.Task;
         }
@@ -160,8 +202,9 @@ public sealed class UsageClient : IAsyncDisposable
 
     /// <summary>
     /// Sends what is buffered now and completes when every event enqueued before the call is finished:
-    /// acknowledged, or failed (which <see cref="TrackAsync(string, string, ReadOnlySpan{KeyValuePair{string, string}}, DateTimeOffset?, string?, CancellationToken)"/>
-    /// and <see cref="UsageClientOptions.OnBatchFailed"/> report). Never faults because of a failed batch.
+    /// acknowledged, or failed (which <see cref="TrackAsync(string, string, ReadOnlySpan{KeyValuePair{string, string}}, DateTimeOffset?, string?, CancellationToken)"/>,
+    /// <see cref="UsageClientOptions.OnTaggedEventsFinished"/> and <see cref="UsageClientOptions.OnBatchFailed"/> report,
+    /// before this completes). Never faults because of a failed batch.
     /// </summary>
     public Task FlushAsync(CancellationToken cancellationToken = default)
     {
@@ -220,7 +263,7 @@ public sealed class UsageClient : IAsyncDisposable
     }
 
     private bool TryAppend(string type, string customer, ReadOnlySpan<KeyValuePair<string, string>> data,
-        DateTimeOffset? time, string? id, TaskCompletionSource? tracker)
+        DateTimeOffset? time, string? id, Tracking tracking)
     {
         ArgumentException.ThrowIfNullOrEmpty(type);
         ArgumentException.ThrowIfNullOrEmpty(customer);
@@ -237,22 +280,27 @@ public sealed class UsageClient : IAsyncDisposable
             }
             var batch = _current ?? StartBatchLocked();
             batch.Append(id, type, customer, time, data);
-            if (tracker is not null)
+            if (tracking.Completion is not null)
             {
-                batch.TrackLast(tracker);
+                batch.TrackLast(tracking.Completion);
+            }
+            else if (tracking.Tagged)
+            {
+                batch.TagLast(tracking.Tag);
             }
             _buffered++;
+            // Written only here, under the lock: a plain increment instead of an interlocked one per event.
+            Volatile.Write(ref _counters.EventsEnqueued, _counters.EventsEnqueued + 1);
             if (batch.Count >= _options.MaxBatchEvents || batch.Length >= _options.MaxBatchBytes)
             {
                 SealLocked();
             }
         }
-        Interlocked.Increment(ref _counters.EventsEnqueued);
         return true;
     }
 
     private async Task AppendWhenSpaceAsync(string type, string customer, KeyValuePair<string, string>[] data,
-        DateTimeOffset time, string? id, TaskCompletionSource? tracker, CancellationToken cancellationToken)
+        DateTimeOffset time, string? id, Tracking tracking, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -270,7 +318,7 @@ public sealed class UsageClient : IAsyncDisposable
                 }
             }
             await space.WaitAsync(cancellationToken).ConfigureAwait(false);
-            if (TryAppend(type, customer, data, time, id, tracker))
+            if (TryAppend(type, customer, data, time, id, tracking))
             {
                 return;
             }
@@ -280,8 +328,17 @@ public sealed class UsageClient : IAsyncDisposable
     private async Task TrackWhenSpaceAsync(string type, string customer, KeyValuePair<string, string>[] data,
         DateTimeOffset time, string? id, TaskCompletionSource tracker, CancellationToken cancellationToken)
     {
-        await AppendWhenSpaceAsync(type, customer, data, time, id, tracker, cancellationToken).ConfigureAwait(false);
+        await AppendWhenSpaceAsync(type, customer, data, time, id, new Tracking(tracker, 0, Tagged: false), cancellationToken).ConfigureAwait(false);
         await tracker.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private Tracking TagTracking(long tag)
+    {
+        if (_options.OnTaggedEventsFinished is null)
+        {
+            throw new InvalidOperationException("Set UsageClientOptions.OnTaggedEventsFinished to enqueue tagged events: their outcome is reported only there.");
+        }
+        return new Tracking(null, tag, Tagged: true);
     }
 
     private EventBatch StartBatchLocked()
@@ -371,4 +428,7 @@ public sealed class UsageClient : IAsyncDisposable
             ArrayPool<KeyValuePair<string, string>>.Shared.Return(rented);
         }
     }
+
+    /// <summary>How an event's outcome is reported: a task (<c>TrackAsync</c>), a tag, or not at all (default).</summary>
+    private readonly record struct Tracking(TaskCompletionSource? Completion, long Tag, bool Tagged);
 }

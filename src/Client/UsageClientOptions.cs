@@ -67,6 +67,20 @@ public sealed class UsageClientOptions
     /// </summary>
     public Action<int, TimeSpan>? OnBatchAcknowledged { get; set; }
 
+    /// <summary>
+    /// Receives, once per batch, the outcome of the batch's events enqueued with a tag
+    /// (<see cref="UsageClient.TryEnqueueTagged"/>, <see cref="UsageClient.EnqueueTaggedAsync"/>): which tags were
+    /// acknowledged as durable, which were rejected, or that the batch failed. The cheap way to learn the outcome of
+    /// many events: no task per event, one call per batch. Required to enqueue tagged events.
+    /// </summary>
+    /// <remarks>
+    /// Each batch holding tagged events is reported exactly once, after the client released its buffer space and
+    /// before <see cref="UsageClient.FlushAsync"/> covering it completes; calls never overlap and come in the order the
+    /// events were enqueued. Called on the stream's reading thread (on a background thread for a failure), before the
+    /// next reply is read, so it must be quick; it must not throw (an exception is logged and ignored).
+    /// </remarks>
+    public UsageTaggedEventsHandler? OnTaggedEventsFinished { get; set; }
+
     internal void Validate()
     {
         if (Endpoint is null)

@@ -22,6 +22,7 @@ internal sealed class BatchSender
     private readonly ClientCounters _counters;
     private readonly Action<EventBatch> _onFinished;
     private readonly Queue<EventBatch> _unacknowledged = new(); // guarded by itself
+    private readonly Lock _reportGate = new(); // OnTaggedEventsFinished calls never overlap
     private readonly SemaphoreSlim _windowSlots;
 
     public BatchSender(CallInvoker invoker, Metadata headers, ChannelReader<EventBatch> outgoing, UsageClientOptions options,
@@ -211,12 +212,38 @@ internal sealed class BatchSender
             }
             _windowSlots.Release();
             session.Acknowledged = true;
+            if (!batch.TryFinish())
+            {
+                continue; // failed by the disposal's clean-up meanwhile
+            }
             Interlocked.Add(ref _counters.EventsAcknowledged, reply.Accepted);
             Interlocked.Add(ref _counters.EventsRejected, reply.Rejected.Count);
             batch.Acknowledge(reply);
+            _onFinished(batch); // the buffer space first, so that a caller reacting to the reports below finds it
+            ReportTags(batch, reply, null);
             ReportAcknowledged(batch);
-            _onFinished(batch);
             batch.ReturnBuffer();
+            batch.Complete();
+        }
+    }
+
+    private void ReportTags(EventBatch batch, IngestReply? reply, UsageBatchFailedException? failure)
+    {
+        var handler = _options.OnTaggedEventsFinished;
+        if (handler is null || !batch.HasTags)
+        {
+            return;
+        }
+        lock (_reportGate)
+        {
+            try
+            {
+                batch.ReportTags(handler, reply, failure);
+            }
+            catch (Exception e)
+            {
+                UsageClientLog.CallbackFailed(_options.Logger, e);
+            }
         }
     }
 
@@ -258,12 +285,17 @@ internal sealed class BatchSender
 
     private void Fail(EventBatch batch, StatusCode status, string detail, Exception cause, bool returnBuffer)
     {
+        if (!batch.TryFinish())
+        {
+            return; // acknowledged meanwhile by a late reply
+        }
         var failure = new UsageBatchFailedException(batch.Id, batch.Count, status, detail, cause);
         Interlocked.Increment(ref _counters.BatchesFailed);
         Interlocked.Add(ref _counters.EventsFailed, batch.Count);
         UsageClientLog.BatchFailed(_options.Logger, failure);
         batch.Fail(failure);
         _onFinished(batch);
+        ReportTags(batch, null, failure);
         if (returnBuffer)
         {
             batch.ReturnBuffer();
@@ -276,6 +308,7 @@ internal sealed class BatchSender
         {
             UsageClientLog.CallbackFailed(_options.Logger, e);
         }
+        batch.Complete();
     }
 
     private TimeSpan Backoff(int attempt)

@@ -16,7 +16,7 @@ internal static class UsageClientLog
         "Usage batch {BatchId} ({EventCount} events) failed with {StatusCode} and is not retried.");
 
     private static readonly Action<ILogger, Exception?> s_callbackFailed = LoggerMessage.Define(
-        LogLevel.Error, new EventId(3, "CallbackFailed"), "A UsageClientOptions callback (OnBatchFailed or OnBatchAcknowledged) threw.");
+        LogLevel.Error, new EventId(3, "CallbackFailed"), "A UsageClientOptions callback (OnBatchFailed, OnBatchAcknowledged or OnTaggedEventsFinished) threw.");
 
     public static void StreamFailed(ILogger? logger, int attempt, int unacknowledged, TimeSpan delay, Exception error)
     {
