@@ -32,7 +32,8 @@ internal static class LoadMeters
 
 /// <summary>
 /// The events one stream got a reply for, per customer and model: how many and the exact decimal sum of their
-/// <c>tokens</c>. Written by the stream's settling loop only; read after the run.
+/// <c>tokens</c>. Written by the stream's report of acknowledged events only (the SDK's
+/// <see cref="AlphaMesh.Client.UsageClientOptions.OnTaggedEventsFinished"/>, never two calls at once); read after the run.
 /// </summary>
 internal sealed class Ledger(int customers, int models)
 {

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
-using System.Threading.Channels;
 using AlphaMesh.Client;
 using HdrHistogram;
 
@@ -21,17 +20,19 @@ internal readonly record struct LoadCounters(long Offered, long NotOffered, long
 
 /// <summary>
 /// The load: one <see cref="UsageClient"/> (one gRPC stream) per stream, each bound to one tenant's key, each with a
-/// producer and a settling loop. Every event is sent with <c>TrackAsync</c>, whose task completes when the server
-/// acknowledged the event as durable (or faults when it refused it or its batch failed): the settling loop awaits
-/// those tasks in order and writes each acknowledged event into the stream's <see cref="Ledger"/>, so the ledger
-/// holds exactly the events the harness got a reply for.
+/// producer. Every event is enqueued with a tag (<see cref="UsageClient.EnqueueTaggedAsync"/>) that names its customer
+/// and data; the SDK reports, once per batch, which tags the server acknowledged as durable, which it rejected and
+/// which failed with their batch (<see cref="UsageClientOptions.OnTaggedEventsFinished"/>), and the stream books each
+/// acknowledged event into its <see cref="Ledger"/> there, so the ledger holds exactly the events the harness got a
+/// reply for.
 /// </summary>
 /// <remarks>
 /// Open model (rate &gt; 0): the producer hands over the events the schedule has made due since its last turn
 /// (about every millisecond), never waiting for replies; an event due while the stream already holds
 /// <see cref="LoadOptions.BufferPerStream"/> unsettled events is counted as not offered. Closed model (rate 0): the
-/// producer hands over events whenever the stream holds fewer than that. Reply latency is the SDK's
-/// <see cref="UsageClientOptions.OnBatchAcknowledged"/>: from a batch's (last) write to the stream to its reply.
+/// producer hands over events whenever the stream holds fewer than that, and otherwise waits until a batch is
+/// reported. Reply latency is the SDK's <see cref="UsageClientOptions.OnBatchAcknowledged"/>: from a batch's (last)
+/// write to the stream to its reply.
 /// </remarks>
 internal sealed class LoadGenerator : IAsyncDisposable
 {
@@ -132,8 +133,8 @@ internal sealed class LoadGenerator : IAsyncDisposable
 
     /// <summary>
     /// Stops producing, waits up to <paramref name="flushTimeout"/> until every event handed over is acknowledged
-    /// or failed, closes the clients and waits for the ledgers. Returns false if the flush timed out (the events
-    /// still outstanding then fail as the clients close).
+    /// or failed, and closes the clients (every batch is then reported to the ledgers). Returns false if the flush
+    /// timed out (the events still outstanding then fail as the clients close).
     /// </summary>
     public async Task<bool> StopAsync(TimeSpan flushTimeout)
     {
@@ -150,7 +151,6 @@ internal sealed class LoadGenerator : IAsyncDisposable
         }
         foreach (var stream in _streams)
             await stream.Client.DisposeAsync().ConfigureAwait(false);
-        await Task.WhenAll(_streams.Select(s => s.Settling)).ConfigureAwait(false);
         return flushed;
     }
 
@@ -175,17 +175,7 @@ internal sealed class LoadGenerator : IAsyncDisposable
         _stop.Dispose();
     }
 
-    private void CountError(Exception? error)
-    {
-        string code = error?.GetBaseException() switch
-        {
-            UsageRejectedException rejected => "rejected:" + rejected.Code,
-            UsageBatchFailedException failed => "failed:" + failed.StatusCode,
-            { } other => "failed:" + other.GetType().Name,
-            null => "failed:unknown",
-        };
-        _errors.AddOrUpdate(code, 1, (_, n) => n + 1);
-    }
+    private void CountErrors(string code, int events) => _errors.AddOrUpdate(code, events, (_, n) => n + events);
 
     private static decimal[] MakeTokenValues()
     {
@@ -196,31 +186,33 @@ internal sealed class LoadGenerator : IAsyncDisposable
         return values;
     }
 
-    /// <summary>One stream: its client, producer, settling loop, ledger and latencies.</summary>
+    /// <summary>One stream: its client, producer, ledger and latencies.</summary>
     private sealed class LoadStream
     {
-        /// <summary>A partly filled chunk goes to the settling loop after this long, so that a slow rate does not
-        /// hold events (and buffer budget) back for long.</summary>
-        private static readonly long ChunkMaxAgeTicks = Stopwatch.Frequency / 50;
+        /// <summary>An event's tag: its customer in the high 32 bits, its index into <see cref="s_data"/> in the low.</summary>
+        private const int CustomerShift = 32;
 
         /// <summary>Every (tokens, model) combination, as the SDK takes data: index = value * models + model.</summary>
         private static readonly KeyValuePair<string, string>[][] s_data = MakeData();
 
+        /// <summary>What the ledger books for each entry of <see cref="s_data"/>.</summary>
+        private static readonly (int Model, decimal Tokens)[] s_booking =
+            [.. Enumerable.Range(0, s_data.Length).Select(i => (i % LoadMeters.Models.Length, TokenValues[i / LoadMeters.Models.Length]))];
+
         private readonly LoadGenerator _owner;
-        private readonly int _index;
         private readonly int _streamCount;
         private readonly bool _closedModel;
         private readonly long _budget;
-        private readonly Channel<Chunk> _chunks = Channel.CreateUnbounded<Chunk>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         private ulong _random;
         private long _offered;
         private long _notOffered;
-        private long _outstanding; // handed to the SDK and not yet settled
+        private long _sent;     // written by the producer only: events handed to the SDK
+        private long _settled;  // written by Book only (the SDK never runs it twice at once): events reported
+        private TaskCompletionSource? _room; // closed model: set while the producer waits for a report
 
         public LoadStream(LoadGenerator owner, int index, LoadTenant tenant, Uri endpoint, LoadOptions options)
         {
             _owner = owner;
-            _index = index;
             _streamCount = options.Streams;
             _closedModel = options.ClosedModel;
             _budget = options.BufferPerStream;
@@ -233,13 +225,14 @@ internal sealed class LoadGenerator : IAsyncDisposable
                 ApiKey = tenant.Key,
                 MaxBatchEvents = options.Batch,
                 MaxBatchesInFlight = options.InFlight,
-                // The SDK never has to refuse or hold back an event: it holds at most what is unsettled here, plus
-                // the batch whose trackers were completed just before its events left the SDK's count.
-                MaxBufferedEvents = options.BufferPerStream + options.Batch,
+                // The SDK never has to refuse or hold back an event: it frees a batch's room before reporting it, so
+                // it never holds more than the events sent and not yet reported here.
+                MaxBufferedEvents = options.BufferPerStream,
                 // Reconnect within a second of a restarted server being back (the default back-off grows to 10 s).
                 RetryMaxBackoff = TimeSpan.FromSeconds(1),
                 DisposeTimeout = TimeSpan.FromSeconds(10),
                 OnBatchAcknowledged = Latencies.Record,
+                OnTaggedEventsFinished = Book,
             });
         }
 
@@ -248,129 +241,120 @@ internal sealed class LoadGenerator : IAsyncDisposable
         public Ledger Ledger { get; }
         public LatencyRecorder Latencies { get; } = new();
         public Task Producing { get; private set; } = Task.CompletedTask;
-        public Task Settling { get; private set; } = Task.CompletedTask;
         public long Offered => Volatile.Read(ref _offered);
         public long NotOffered => Volatile.Read(ref _notOffered);
 
+        /// <summary>Events handed to the SDK and not yet reported.</summary>
+        private long Outstanding => Volatile.Read(ref _sent) - Volatile.Read(ref _settled);
+
         public void Start(CancellationToken stop)
-        {
-            Settling = Task.Run(SettleAsync, CancellationToken.None);
-            Producing = Task.Run(() => _closedModel ? ProduceClosedAsync(stop) : ProduceOpenAsync(stop), CancellationToken.None);
-        }
+            => Producing = Task.Run(() => _closedModel ? ProduceClosedAsync(stop) : ProduceOpenAsync(stop), CancellationToken.None);
 
         private async Task ProduceOpenAsync(CancellationToken stop)
         {
-            var chunk = new Chunk();
             long last = Stopwatch.GetTimestamp();
             double due = 0;
             long offered = 0;
-            try
+            while (!stop.IsCancellationRequested)
             {
-                while (!stop.IsCancellationRequested)
+                long now = Stopwatch.GetTimestamp();
+                // The schedule integrates the (possibly changing) rate: events due = ∫ rate dt.
+                due += _owner.Rate / _streamCount * (now - last) / Stopwatch.Frequency;
+                last = now;
+                for (; offered < (long)due; offered++)
                 {
-                    long now = Stopwatch.GetTimestamp();
-                    // The schedule integrates the (possibly changing) rate: events due = ∫ rate dt.
-                    due += _owner.Rate / _streamCount * (now - last) / Stopwatch.Frequency;
-                    last = now;
-                    for (; offered < (long)due; offered++)
+                    if (Outstanding >= _budget)
                     {
-                        if (Volatile.Read(ref _outstanding) >= _budget)
-                            Interlocked.Increment(ref _notOffered);
-                        else
-                            chunk = Track(chunk);
+                        Interlocked.Increment(ref _notOffered);
+                        continue;
                     }
-                    Volatile.Write(ref _offered, offered);
-                    if (chunk.Count > 0 && now - chunk.Started > ChunkMaxAgeTicks)
-                        chunk = Push(chunk);
-                    try
-                    {
-                        await Task.Delay(1, stop).ConfigureAwait(false);
-                    }
-                    catch (OperationCanceledException)
-                    {
-                        break;
-                    }
+                    var sending = Send();
+                    if (!sending.IsCompletedSuccessfully)
+                        await sending.ConfigureAwait(false);
                 }
-            }
-            finally
-            {
-                Push(chunk);
-                _chunks.Writer.Complete();
+                Volatile.Write(ref _offered, offered);
+                try
+                {
+                    await Task.Delay(1, stop).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
             }
         }
 
         private async Task ProduceClosedAsync(CancellationToken stop)
         {
-            var chunk = new Chunk();
             long offered = 0;
-            try
+            while (!stop.IsCancellationRequested)
             {
-                while (!stop.IsCancellationRequested)
+                if (Outstanding >= _budget)
                 {
-                    if (Volatile.Read(ref _outstanding) >= _budget)
-                    {
-                        chunk = Push(chunk);
-                        // The buffer holds a second or more of events: a millisecond's poll costs nothing measurable.
-                        try
-                        {
-                            await Task.Delay(1, stop).ConfigureAwait(false);
-                        }
-                        catch (OperationCanceledException)
-                        {
-                            break;
-                        }
+                    // Wait for the next report rather than poll: announce the wait, then look again (a report made
+                    // in between has already freed room and would not see the announcement).
+                    var room = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    Interlocked.Exchange(ref _room, room);
+                    if (Outstanding < _budget)
                         continue;
+                    try
+                    {
+                        await room.Task.WaitAsync(stop).ConfigureAwait(false);
                     }
-                    for (int n = 0; n < Chunk.Capacity && Volatile.Read(ref _outstanding) < _budget; n++, offered++)
-                        chunk = Track(chunk);
-                    Volatile.Write(ref _offered, offered);
+                    catch (OperationCanceledException)
+                    {
+                        break;
+                    }
+                    continue;
                 }
-            }
-            finally
-            {
-                Push(chunk);
-                _chunks.Writer.Complete();
+                for (int n = 0; n < 256 && Outstanding < _budget; n++, offered++)
+                {
+                    var sending = Send();
+                    if (!sending.IsCompletedSuccessfully)
+                        await sending.ConfigureAwait(false);
+                }
+                Volatile.Write(ref _offered, offered);
             }
         }
 
-        /// <summary>Sends one event of a random customer, tokens value and model; returns the chunk to add the next one to.</summary>
-        private Chunk Track(Chunk chunk)
+        /// <summary>Hands one event of a random customer, tokens value and model to the SDK, tagged with both.</summary>
+        private ValueTask Send()
         {
             int customer = (int)(Next() % (ulong)_owner.Customers.Count);
             int data = (int)(Next() % (ulong)s_data.Length);
-            var acknowledged = Client.TrackAsync(LoadMeters.EventType, _owner.Customers[customer], s_data[data]);
-            Interlocked.Increment(ref _outstanding);
-            chunk.Add(acknowledged, customer, data);
-            return chunk.Count == Chunk.Capacity ? Push(chunk) : chunk;
+            var enqueued = Client.EnqueueTaggedAsync(((long)customer << CustomerShift) | (uint)data,
+                LoadMeters.EventType, _owner.Customers[customer], s_data[data]);
+            Volatile.Write(ref _sent, _sent + 1); // counted once the SDK holds it, so never ahead of the SDK's own count
+            return enqueued;
         }
 
-        private Chunk Push(Chunk chunk)
+        /// <summary>The SDK's report of one batch: books every acknowledged event into the ledger and counts the
+        /// rejected and failed ones; then wakes the producer if it waits for room.</summary>
+        private void Book(UsageTaggedEvents outcome)
         {
-            if (chunk.Count == 0)
-                return chunk;
-            bool written = _chunks.Writer.TryWrite(chunk);
-            Debug.Assert(written, "an unbounded channel takes every write until completed");
-            return new Chunk();
-        }
-
-        /// <summary>Awaits every event's task in the order handed over (batches finish in that order) and books it.</summary>
-        private async Task SettleAsync()
-        {
-            int models = LoadMeters.Models.Length;
-            await foreach (var chunk in _chunks.Reader.ReadAllAsync().ConfigureAwait(false))
+            var tags = outcome.Tags;
+            if (outcome.Failure is { } failure)
             {
-                for (int i = 0; i < chunk.Count; i++)
-                {
-                    var task = chunk.Tasks[i];
-                    if (!task.IsCompleted)
-                        await task.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-                    if (task.IsCompletedSuccessfully)
-                        Ledger.Add(chunk.Customers[i], chunk.Data[i] % models, TokenValues[chunk.Data[i] / models]);
-                    else
-                        _owner.CountError(task.Exception);
-                }
-                Interlocked.Add(ref _outstanding, -chunk.Count);
+                _owner.CountErrors("failed:" + failure.StatusCode, tags.Length);
             }
+            else
+            {
+                var rejections = outcome.Rejections;
+                int next = 0;
+                for (int i = 0; i < tags.Length; i++)
+                {
+                    if (next < rejections.Length && rejections[next].Position == i)
+                    {
+                        _owner.CountErrors("rejected:" + rejections[next].Code, 1);
+                        next++;
+                        continue;
+                    }
+                    var (model, tokens) = s_booking[(int)tags[i]];
+                    Ledger.Add((int)(tags[i] >> CustomerShift), model, tokens);
+                }
+            }
+            Volatile.Write(ref _settled, _settled + tags.Length);
+            Interlocked.Exchange(ref _room, null)?.TrySetResult();
         }
 
         private ulong Next()
@@ -395,28 +379,6 @@ internal sealed class LoadGenerator : IAsyncDisposable
                 ];
             }
             return data;
-        }
-    }
-
-    /// <summary>Events handed to the SDK, passed from the producer to the settling loop together (one channel write
-    /// per chunk): their tasks, customers and data indexes.</summary>
-    private sealed class Chunk
-    {
-        public const int Capacity = 256;
-        public readonly Task[] Tasks = new Task[Capacity];
-        public readonly int[] Customers = new int[Capacity];
-        public readonly int[] Data = new int[Capacity];
-        public int Count;
-        public long Started;
-
-        public void Add(Task task, int customer, int data)
-        {
-            if (Count == 0)
-                Started = Stopwatch.GetTimestamp();
-            Tasks[Count] = task;
-            Customers[Count] = customer;
-            Data[Count] = data;
-            Count++;
         }
     }
 }

@@ -118,6 +118,36 @@ public sealed class RealServerTests(RealServerFixture fixture) : IClassFixture<R
         }
     }
 
+    [Fact]
+    public async Task StopAsync_KeyRefused_EveryEventCountedAsFailedAndNoneBooked()
+    {
+        var server = fixture.Server;
+        var error = new StringWriter();
+        var options = LoadOptions.Parse(
+            ["steady", "--rate", "0", "--clients", "1", "--tenants", "1", "--batch", "100", "--buffer", "1000",
+             "--endpoint", server.Grpc.ToString(), "--rest", server.Rest.ToString(), "--key", server.AdminKey], error);
+        Assert.True(options is not null, error.ToString());
+        await using var load = new LoadGenerator(options, server.Grpc, [new LoadTenant("nobody", "not-a-key")], ["c0", "c1", "c2"]);
+
+        load.Start();
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (load.Snapshot().Failed == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "no batch failed within a minute");
+            await Task.Delay(20);
+        }
+        bool flushed = await load.StopAsync(TimeSpan.FromSeconds(60));
+
+        var counters = load.Snapshot();
+        Assert.True(flushed);
+        Assert.True(counters.Offered >= 100);
+        Assert.Equal(0, counters.Acknowledged);
+        Assert.Equal(counters.Offered, counters.Failed);
+        var only = Assert.Single(load.Errors);
+        Assert.Equal(("failed:Unauthenticated", counters.Offered), (only.Key, only.Value));
+        Assert.Empty(load.ExpectedSeries());
+    }
+
     private static KeyValuePair<string, string>[] Data(decimal tokens, int model)
         => [new("tokens", tokens.ToString(CultureInfo.InvariantCulture)), new(LoadMeters.ModelProperty, LoadMeters.Models[model])];
 }
