@@ -326,7 +326,7 @@ internal sealed class LoadGenerator : IAsyncDisposable
             int data = NextBelow(s_data.Length);
             var enqueued = Client.EnqueueTaggedAsync(((long)customer << CustomerShift) | (uint)data,
                 LoadMeters.EventType, _customers[customer], s_data[data]);
-            Volatile.Write(ref _sent, _sent + 1); // counted once the SDK holds it, so never ahead of the SDK's own count
+            Volatile.Write(ref _sent, _sent + 1); // after the call: what the SDK holds never exceeds Outstanding
             return enqueued;
         }
 
