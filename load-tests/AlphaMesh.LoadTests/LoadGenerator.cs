@@ -30,8 +30,8 @@ internal readonly record struct LoadCounters(long Offered, long NotOffered, long
 /// Open model (rate &gt; 0): the producer hands over the events the schedule has made due since its last turn
 /// (about every millisecond), never waiting for replies; an event due while the stream already holds
 /// <see cref="LoadOptions.BufferPerStream"/> unsettled events is counted as not offered. Closed model (rate 0): the
-/// producer hands over events whenever the stream holds fewer than that, and otherwise waits until a batch is
-/// reported. Reply latency is the SDK's <see cref="UsageClientOptions.OnBatchAcknowledged"/>: from a batch's (last)
+/// producer hands over events whenever the stream holds fewer than that, and otherwise waits until the reports have
+/// freed a tenth of it (at least a batch). Reply latency is the SDK's <see cref="UsageClientOptions.OnBatchAcknowledged"/>: from a batch's (last)
 /// write to the stream to its reply.
 /// </remarks>
 internal sealed class LoadGenerator : IAsyncDisposable
@@ -204,6 +204,7 @@ internal sealed class LoadGenerator : IAsyncDisposable
         private readonly int _streamCount;
         private readonly bool _closedModel;
         private readonly long _budget;
+        private readonly long _wakeAt;
         private ulong _random;
         private long _offered;
         private long _notOffered;
@@ -218,6 +219,8 @@ internal sealed class LoadGenerator : IAsyncDisposable
             _streamCount = options.Streams;
             _closedModel = options.ClosedModel;
             _budget = options.BufferPerStream;
+            // A waiting producer is woken once a tenth of the budget (at least a batch) is free, not after every batch.
+            _wakeAt = _budget - Math.Max(options.Batch, _budget / 10);
             _random = (ulong)(index + 1) * 0x9E3779B97F4A7C15UL;
             Tenant = tenant;
             Ledger = new Ledger(owner.Customers.Count, LoadMeters.Models.Length);
@@ -293,11 +296,11 @@ internal sealed class LoadGenerator : IAsyncDisposable
             {
                 if (Outstanding >= _budget)
                 {
-                    // Wait for the next report rather than poll: announce the wait, then look again (a report made
-                    // in between has already freed room and would not see the announcement).
+                    // Wait for the reports to free room rather than poll: announce the wait, then look again (a report
+                    // made in between has already freed room and would not see the announcement).
                     var room = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                     Interlocked.Exchange(ref _room, room);
-                    if (Outstanding < _budget)
+                    if (Outstanding <= _wakeAt)
                         continue;
                     try
                     {
@@ -356,7 +359,8 @@ internal sealed class LoadGenerator : IAsyncDisposable
                 }
             }
             Volatile.Write(ref _settled, _settled + tags.Length);
-            Interlocked.Exchange(ref _room, null)?.TrySetResult();
+            if (Outstanding <= _wakeAt)
+                Interlocked.Exchange(ref _room, null)?.TrySetResult();
         }
 
         /// <summary>A random number in [0, <paramref name="bound"/>): the high 32 random bits scaled by a multiply
