@@ -523,8 +523,6 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             ApplyMeter(meters[i], e, ref _prepared[staged.Prepared + i]);
     }
 
-    /// <summary>Reads what the meter needs from the event: its value and group values (as offsets into the data;
-    /// -1: absent) and its series id. Counts nothing: the event may yet turn out a duplicate.</summary>
     /// <summary>The last value parsed from an event's data (several meters often read the same property).</summary>
     private struct ParsedValue
     {
@@ -535,6 +533,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         public decimal Value;
     }
 
+    /// <summary>Reads what the meter needs from the event: its value and group values (as offsets into the data;
+    /// -1: absent) and its series id. Counts nothing: the event may yet turn out a duplicate.</summary>
     private void Prepare(CompiledMeter meter, scoped in EventRecordView e, ref PreparedMeter prepared, int groupsAt, ref ParsedValue parsed)
     {
         prepared.Series = null;
