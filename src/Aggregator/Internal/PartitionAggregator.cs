@@ -437,16 +437,26 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         }
         _touched = touched;
 
-        for (int i = 0; i < _stagedCount; i++)
+        _dedupe.BeginBatch();
+        _aggregates.BeginBatch();
+        try
         {
-            ref var staged = ref _staged[i];
-            if (staged.Tenant < 0)
+            for (int i = 0; i < _stagedCount; i++)
             {
-                // Ingest only appends records it encoded; a record that does not decode cannot be made right by retrying.
-                Volatile.Write(ref _malformed, _malformed + 1);
-                continue;
+                ref var staged = ref _staged[i];
+                if (staged.Tenant < 0)
+                {
+                    // Ingest only appends records it encoded; a record that does not decode cannot be made right by retrying.
+                    Volatile.Write(ref _malformed, _malformed + 1);
+                    continue;
+                }
+                ApplyRecord(View(staged), ref staged);
             }
-            ApplyRecord(View(staged), ref staged);
+        }
+        finally
+        {
+            _aggregates.EndBatch();
+            _dedupe.EndBatch();
         }
         preparedMeters.Clear(); // drops the series references
         _stagedCount = 0;
