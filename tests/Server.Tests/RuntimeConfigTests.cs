@@ -7,7 +7,7 @@ namespace AlphaMesh.Server.Tests;
 public sealed class RuntimeConfigTests
 {
     [Fact]
-    public void ServerRuntimeConfig_Built_CompilesOptimizedAtOnceOnServerGc()
+    public void ServerRuntimeConfig_Built_CompilesOptimizedAtOnceOnServerGcWithoutSpinningWorkers()
     {
         var path = Path.Combine(AppContext.BaseDirectory, "AlphaMesh.Server.runtimeconfig.json");
         using var document = JsonDocument.Parse(File.ReadAllText(path));
@@ -16,5 +16,6 @@ public sealed class RuntimeConfigTests
         Assert.False(properties.GetProperty("System.Runtime.TieredCompilation").GetBoolean());
         Assert.True(properties.GetProperty("System.GC.Server").GetBoolean());
         Assert.False(properties.GetProperty("System.GC.Concurrent").GetBoolean());
+        Assert.Equal(0, properties.GetProperty("System.Threading.ThreadPool.UnfairSemaphoreSpinLimit").GetInt32());
     }
 }

@@ -84,7 +84,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private byte[] _stage = new byte[StageCapacity * 512];
     private int _stagedCount;
     private int _stageBytes;
-    private long _touched; // keeps the bucket loads of ApplyStaged from being dropped as unused
+    private PreparedMeter[] _prepared = new PreparedMeter[StageCapacity * 4];
+    private int[] _preparedGroups = new int[StageCapacity * 4 * 2 * MeterDefinition.MaxGroupBy];
+    private long _touched; // keeps the loads of ApplyStaged from being dropped as unused
     private long _position;
     private long _progress;
     private long _checkpointPosition = -1;
@@ -316,6 +318,34 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         public long EventTime;
         public long IngestTime;
         public int Tenant, TenantLength, Id, IdLength, Type, TypeLength, Customer, CustomerLength, Data, DataLength, DataCount;
+        /// <summary>The meters of the event's tenant and type (null: none), prepared in <see cref="_prepared"/> from
+        /// <see cref="Prepared"/> on, one per meter.</summary>
+        public CompiledMeter[]? Meters;
+        public int Prepared;
+    }
+
+    /// <summary>What <see cref="Prepare"/> found for one meter of one staged event.</summary>
+    private enum PreparedState : byte
+    {
+        /// <summary>The meter did not exist when the event was ingested: it does not count the event.</summary>
+        NotCounted,
+        /// <summary>The value property is missing or not a number: the event is invalid for the meter.</summary>
+        Invalid,
+        Ready,
+    }
+
+    /// <summary>One meter of one staged event, read from the event before the stage is applied.</summary>
+    private struct PreparedMeter
+    {
+        public PreparedState State;
+        public UInt128 SeriesId;
+        /// <summary>The series if it existed when prepared; null: a new one (or one an earlier event of the stage adds).</summary>
+        public Series? Series;
+        public decimal Value;
+        /// <summary>The value's offset in the event's data (-1: absent) and length.</summary>
+        public int ValueStart, ValueLength;
+        /// <summary>Where the offsets and lengths of its group values are in <see cref="_preparedGroups"/>.</summary>
+        public int Groups;
     }
 
     /// <summary>Dedupes and aggregates one encoded record at once (tests). Allocates nothing unless the event starts a
@@ -381,25 +411,95 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         // Then the first overflow bucket of the full ones (an index holding more than 7 ids per bucket).
         for (int i = 0; i < _stagedCount; i++)
             touched ^= _dedupe.LoadOverflowBucket(HashKeyComparer.Instance.GetHashCode64(ref _staged[i].Key));
+
+        // The same for the series: each event's meters are read (value, group values, series id) for the whole stage
+        // first, then the series table's slots are loaded in one loop, then the series and their period totals in
+        // another, so that these misses overlap too instead of coming one after another per meter.
+        int prepared = PrepareStaged();
+        var preparedMeters = _prepared.AsSpan(0, prepared);
+        foreach (ref readonly var meter in preparedMeters)
+        {
+            if (meter.State == PreparedState.Ready)
+                touched ^= _series.Load(meter.SeriesId);
+        }
+        foreach (ref var meter in preparedMeters)
+        {
+            if (meter.State == PreparedState.Ready && _series.TryGet(meter.SeriesId, out var series))
+            {
+                meter.Series = series;
+                touched ^= series.HotWindow ^ series.HotState.Count;
+            }
+        }
+        foreach (ref readonly var meter in preparedMeters)
+        {
+            if (meter.Series?.Total is { } total)
+                touched ^= total.Load();
+        }
         _touched = touched;
 
+        _dedupe.BeginBatch();
+        _aggregates.BeginBatch();
+        try
+        {
+            for (int i = 0; i < _stagedCount; i++)
+            {
+                ref var staged = ref _staged[i];
+                if (staged.Tenant < 0)
+                {
+                    // Ingest only appends records it encoded; a record that does not decode cannot be made right by retrying.
+                    Volatile.Write(ref _malformed, _malformed + 1);
+                    continue;
+                }
+                ApplyRecord(View(staged), ref staged);
+            }
+        }
+        finally
+        {
+            _aggregates.EndBatch();
+            _dedupe.EndBatch();
+        }
+        preparedMeters.Clear(); // drops the series references
+        _stagedCount = 0;
+        _stageBytes = 0;
+    }
+
+    private EventRecordView View(in StagedRecord staged)
+    {
         var stage = _stage.AsSpan();
+        return new EventRecordView(staged.EventTime, staged.IngestTime, stage.Slice(staged.Tenant, staged.TenantLength),
+            stage.Slice(staged.Id, staged.IdLength), stage.Slice(staged.Type, staged.TypeLength),
+            stage.Slice(staged.Customer, staged.CustomerLength), stage.Slice(staged.Data, staged.DataLength), staged.DataCount);
+    }
+
+    /// <summary>Prepares every meter of every staged event (<see cref="Prepare"/>); returns how many.</summary>
+    private int PrepareStaged()
+    {
+        int prepared = 0, groups = 0;
         for (int i = 0; i < _stagedCount; i++)
         {
             ref var staged = ref _staged[i];
+            staged.Meters = null;
             if (staged.Tenant < 0)
-            {
-                // Ingest only appends records it encoded; a record that does not decode cannot be made right by retrying.
-                Volatile.Write(ref _malformed, _malformed + 1);
                 continue;
+            var e = View(staged);
+            var meters = _meters.Find(e.Tenant, e.Type, _scratch);
+            if (meters is null)
+                continue;
+            staged.Meters = meters;
+            staged.Prepared = prepared;
+            if (_prepared.Length < prepared + meters.Length)
+                Array.Resize(ref _prepared, Math.Max(2 * _prepared.Length, prepared + meters.Length));
+            var parsed = ParsedValue.None;
+            foreach (var meter in meters)
+            {
+                int groupInts = 2 * meter.GroupBy.Length;
+                if (_preparedGroups.Length < groups + groupInts)
+                    Array.Resize(ref _preparedGroups, 2 * (groups + groupInts));
+                Prepare(meter, e, ref _prepared[prepared++], groups, ref parsed);
+                groups += groupInts;
             }
-            var e = new EventRecordView(staged.EventTime, staged.IngestTime, stage.Slice(staged.Tenant, staged.TenantLength),
-                stage.Slice(staged.Id, staged.IdLength), stage.Slice(staged.Type, staged.TypeLength),
-                stage.Slice(staged.Customer, staged.CustomerLength), stage.Slice(staged.Data, staged.DataLength), staged.DataCount);
-            ApplyRecord(e, ref staged.Key);
         }
-        _stagedCount = 0;
-        _stageBytes = 0;
+        return prepared;
     }
 
     /// <summary>The dedupe key of an event: its (tenant, id).</summary>
@@ -411,8 +511,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         return new HashKey(builder.Hash());
     }
 
-    /// <summary>Dedupes and aggregates one staged event, whose dedupe key <see cref="Stage"/> computed.</summary>
-    private void ApplyRecord(scoped in EventRecordView e, ref HashKey key)
+    /// <summary>Dedupes and aggregates one staged event, whose dedupe key <see cref="Stage"/> computed and whose
+    /// meters <see cref="PrepareStaged"/> prepared.</summary>
+    private void ApplyRecord(scoped in EventRecordView e, ref StagedRecord staged)
     {
         if (e.IngestTimeUnixNanos > _maxIngestTime)
             _maxIngestTime = e.IngestTimeUnixNanos;
@@ -420,27 +521,43 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         // Kept for the retention after the later of the event's time and its ingest time: a resent event with no
         // time of its own gets a later ingest time, and ingest rejects any event older than the backdating limit.
         var expiry = new DedupeValue { ExpiresAt = Math.Max(e.EventTimeUnixNanos, e.IngestTimeUnixNanos) + _retention };
-        if (_dedupe.Rmw(ref key, ref expiry).Existed)
+        if (_dedupe.Rmw(ref staged.Key, ref expiry).Existed)
         {
             CountDuplicate(e.Tenant);
             return;
         }
 
-        var meters = _meters.Find(e.Tenant, e.Type, _scratch);
-        if (meters is null)
+        if (staged.Meters is not { } meters)
             return;
-        foreach (var meter in meters)
-            ApplyMeter(meter, e);
+        for (int i = 0; i < meters.Length; i++)
+            ApplyMeter(meters[i], e, ref _prepared[staged.Prepared + i]);
     }
 
-    private void ApplyMeter(CompiledMeter meter, scoped in EventRecordView e)
+    /// <summary>The last value parsed from an event's data (several meters often read the same property).</summary>
+    private struct ParsedValue
     {
-        if (e.IngestTimeUnixNanos < meter.CreatedAt)
-            return;
+        public static ParsedValue None => new() { Start = -1 };
 
-        // One pass over the data finds the value and the group values (as offsets into the data; -1: absent).
-        Span<int> groups = stackalloc int[2 * MeterDefinition.MaxGroupBy];
+        public int Start, Length;
+        public bool Valid;
+        public decimal Value;
+    }
+
+    /// <summary>Reads what the meter needs from the event: its value and group values (as offsets into the data;
+    /// -1: absent) and its series id. Counts nothing: the event may yet turn out a duplicate.</summary>
+    private void Prepare(CompiledMeter meter, scoped in EventRecordView e, ref PreparedMeter prepared, int groupsAt, ref ParsedValue parsed)
+    {
+        prepared.Series = null;
+        if (e.IngestTimeUnixNanos < meter.CreatedAt)
+        {
+            prepared.State = PreparedState.NotCounted;
+            return;
+        }
+
+        // One pass over the data finds the value and the group values.
+        var groups = _preparedGroups.AsSpan(groupsAt, 2 * meter.GroupBy.Length);
         groups.Fill(-1);
+        prepared.Groups = groupsAt;
         int valueStart = -1, valueLength = 0;
         var data = e.DataBytes;
         var valueProperty = meter.Aggregation == Aggregation.Count ? null : meter.ValueProperty;
@@ -466,25 +583,54 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         var raw = valueStart >= 0 ? data.Slice(valueStart, valueLength) : default;
         if (valueProperty is not null)
         {
-            if (valueStart < 0 || (meter.Aggregation != Aggregation.UniqueCount && !TryParseDecimal(raw, out value)))
+            if (valueStart >= 0 && meter.Aggregation != Aggregation.UniqueCount && (valueStart != parsed.Start || valueLength != parsed.Length))
             {
-                meter.CountInvalid();
+                parsed.Start = valueStart;
+                parsed.Length = valueLength;
+                parsed.Valid = TryParseDecimal(raw, out parsed.Value);
+            }
+            if (valueStart < 0 || (meter.Aggregation != Aggregation.UniqueCount && !parsed.Valid))
+            {
+                prepared.State = PreparedState.Invalid;
                 return;
             }
+            value = parsed.Value;
+        }
+        prepared.Value = value;
+        prepared.ValueStart = valueStart;
+        prepared.ValueLength = valueLength;
+        prepared.SeriesId = SeriesId(meter, e, data, groups, customerTotal: false);
+        prepared.State = PreparedState.Ready;
+    }
+
+    private void ApplyMeter(CompiledMeter meter, scoped in EventRecordView e, ref PreparedMeter prepared)
+    {
+        if (prepared.State != PreparedState.Ready)
+        {
+            if (prepared.State == PreparedState.Invalid)
+                meter.CountInvalid();
+            return;
         }
 
+        var data = e.DataBytes;
+        var groups = _preparedGroups.AsSpan(prepared.Groups, 2 * meter.GroupBy.Length);
         long time = e.EventTimeUnixNanos;
         var level = meter.BaseWindow;
         long start = Windows.Start(level, time);
-        var series = TouchSeries(SeriesId(meter, e, data, groups, customerTotal: false), meter, e, data, groups, customerTotal: false, start);
+        var series = prepared.Series;
+        if (series is null)
+            series = TouchSeries(prepared.SeriesId, meter, e, data, groups, customerTotal: false, start);
+        else
+            series.Touch(start);
 
         if (meter.Aggregation == Aggregation.UniqueCount)
         {
+            var raw = prepared.ValueStart >= 0 ? data.Slice(prepared.ValueStart, prepared.ValueLength) : default;
             ApplyUnique(meter, e, data, groups, series, raw, time, start);
             return;
         }
 
-        var input = new AggregateInput { Aggregation = meter.Aggregation, Value = value, Time = time, WindowEnd = Windows.End(level, start) };
+        var input = new AggregateInput { Aggregation = meter.Aggregation, Value = prepared.Value, Time = time, WindowEnd = Windows.End(level, start) };
         if (meter.Aggregation is Aggregation.Latest or Aggregation.TimeWeightedSum)
         {
             // Ties of equal event times are broken by the id's hash: any order of arrival gives the same result.

@@ -41,6 +41,10 @@ internal sealed class PeriodTotal
         Write(periodStart, state);
     }
 
+    /// <summary>Reads one field, to bring the total into the cache before it is written (the partition loop's
+    /// staged loads); the result means nothing.</summary>
+    public long Load() => _periodStart;
+
     public void Write(long periodStart, in AggregateState state)
     {
         int version = _version;
