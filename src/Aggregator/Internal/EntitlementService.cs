@@ -35,19 +35,55 @@ internal sealed class EntitlementService : IEntitlementService
         if (meter is null)
             return new EntitlementCheck(false, 0, null, null, resetsAt, MeterFound: false);
 
-        decimal usage = 0;
-        if (_totals.TryGet(KeyBuilder.EntitlementKey(tenant, meterKey, customer), out var total))
-        {
-            total.Read(out long totalPeriod, out var state);
-            // A total of an earlier period means no usage yet in this one.
-            if (totalPeriod == period)
-                usage = state.Value(meter.Aggregation);
-        }
+        decimal usage = _totals.TryGet(KeyBuilder.EntitlementKey(tenant, meterKey, customer), out var total) ? Usage(total, period, meter) : 0;
 
         if (!_limits.TryGetValue((tenant, meterKey, customer), out decimal limit) && !_limits.TryGetValue((tenant, meterKey, null), out limit))
             return new EntitlementCheck(true, usage, null, null, resetsAt, MeterFound: true);
         return new EntitlementCheck(usage < limit, usage, limit, Math.Max(0, limit - usage), resetsAt, MeterFound: true);
     }
+
+    public IReadOnlyList<EntitlementUsage> ListReached(string tenant, decimal percent, DateTimeOffset now)
+    {
+        ArgumentNullException.ThrowIfNull(tenant);
+        if (percent is < 0 or > 100)
+            throw new ArgumentOutOfRangeException(nameof(percent), percent, "percent must be from 0 to 100.");
+        long period = Windows.MonthStart(Windows.FromDateTimeOffset(now));
+        var periodStart = Windows.ToDateTimeOffset(period);
+        var resetsAt = Windows.ToDateTimeOffset(Windows.AddMonths(period, 1));
+        var reached = new List<EntitlementUsage>();
+        foreach (var limit in ListLimits(tenant))
+        {
+            if (limit.Limit <= 0 || _catalog.Find(tenant, limit.MeterKey) is not { } meter)
+                continue;
+            if (limit.Customer is { } customer)
+            {
+                decimal usage = _totals.TryGet(KeyBuilder.EntitlementKey(tenant, limit.MeterKey, customer), out var total) ? Usage(total, period, meter) : 0;
+                if (Reached(usage, limit.Limit, percent))
+                    reached.Add(new EntitlementUsage(customer, limit.MeterKey, usage, limit.Limit, periodStart, resetsAt));
+                continue;
+            }
+            // The default: every customer with usage of the meter. The usage is compared first and the customer's own
+            // limit looked up only for those that reached the share, so that the many below it cost one read each.
+            foreach (var total in _totals.ForMeter(tenant, limit.MeterKey))
+            {
+                decimal usage = Usage(total, period, meter);
+                if (Reached(usage, limit.Limit, percent) && !_limits.ContainsKey((tenant, limit.MeterKey, total.Customer)))
+                    reached.Add(new EntitlementUsage(total.Customer, limit.MeterKey, usage, limit.Limit, periodStart, resetsAt));
+            }
+        }
+        return reached;
+    }
+
+    /// <summary>The total's usage in the period starting at <paramref name="period"/>: a total of an earlier period means
+    /// no usage yet in this one.</summary>
+    private static decimal Usage(PeriodTotal total, long period, MeterDefinition meter)
+    {
+        total.Read(out long totalPeriod, out var state);
+        return totalPeriod == period ? state.Value(meter.Aggregation) : 0;
+    }
+
+    /// <summary>usage ≥ percent % of limit, exactly (both sides multiplied, nothing divided).</summary>
+    private static bool Reached(decimal usage, decimal limit, decimal percent) => usage * 100 >= limit * percent;
 
     public async ValueTask SetLimitAsync(EntitlementLimit limit, CancellationToken cancellationToken = default)
     {

@@ -14,9 +14,21 @@ internal sealed class PeriodTotal
     private long _periodStart;
     private AggregateState _state;
 
-    public PeriodTotal(UInt128 key) => Key = key;
+    public PeriodTotal(UInt128 key, string tenant, string meterKey, string customer)
+    {
+        Key = key;
+        Tenant = tenant;
+        MeterKey = meterKey;
+        Customer = customer;
+    }
 
     public UInt128 Key { get; }
+
+    // The names behind the key, so that the customers of a meter can be listed (tenant-default limits). They are the
+    // series' own strings: a total costs three references more, once per (tenant, meter, customer).
+    public string Tenant { get; }
+    public string MeterKey { get; }
+    public string Customer { get; }
 
     /// <summary>Adds an event of the period starting at <paramref name="periodStart"/>. An event of an earlier
     /// period than the current one changes nothing here (it is in the window aggregates); a later one starts a new period.
@@ -71,24 +83,66 @@ internal sealed class PeriodTotal
     }
 }
 
-/// <summary>All current-period totals, shared by the partitions (each customer's totals are written by one loop).</summary>
+/// <summary>All current-period totals, shared by the partitions (each customer's totals are written by one loop),
+/// by key and by (tenant, meter).</summary>
 internal sealed class PeriodTotals
 {
     private readonly ConcurrentDictionary<UInt128, PeriodTotal> _totals = new();
+    private readonly ConcurrentDictionary<(string Tenant, string MeterKey), PeriodTotalList> _byMeter = new();
 
     public bool TryGet(UInt128 key, out PeriodTotal total) => _totals.TryGetValue(key, out total!);
 
-    /// <summary>Only the owning loop creates a customer's entries, so get-or-add never races with itself.</summary>
-    public PeriodTotal GetOrAdd(UInt128 key, out bool added)
+    /// <summary>Only the owning loop creates a customer's entries, so get-or-add never races with itself. Called once
+    /// per new (tenant, meter, customer) and at recovery, never per event of a known one.</summary>
+    public PeriodTotal GetOrAdd(UInt128 key, string tenant, string meterKey, string customer, out bool added)
     {
         if (_totals.TryGetValue(key, out var total))
         {
             added = false;
             return total;
         }
-        total = new PeriodTotal(key);
+        total = new PeriodTotal(key, tenant, meterKey, customer);
         _totals[key] = total;
+        _byMeter.GetOrAdd((tenant, meterKey), static _ => new PeriodTotalList()).Add(total);
         added = true;
         return total;
+    }
+
+    /// <summary>The totals of every customer with usage of the meter (in this or an earlier period), as they are now:
+    /// safe on any thread, while the loops add more.</summary>
+    public ReadOnlySpan<PeriodTotal> ForMeter(string tenant, string meterKey)
+        => _byMeter.TryGetValue((tenant, meterKey), out var list) ? list.Snapshot() : [];
+}
+
+/// <summary>
+/// An append-only list that the loops of several partitions add to (under a lock: once per new customer) and that any
+/// thread reads without a lock. The array is published before the count, so a reader that reads the count first and
+/// the array second sees at least that many items.
+/// </summary>
+internal sealed class PeriodTotalList
+{
+    private readonly Lock _lock = new();
+    private PeriodTotal[] _items = new PeriodTotal[4];
+    private int _count;
+
+    public void Add(PeriodTotal total)
+    {
+        lock (_lock)
+        {
+            var items = _items;
+            if (_count == items.Length)
+            {
+                Array.Resize(ref items, items.Length * 2);
+                Volatile.Write(ref _items, items);
+            }
+            items[_count] = total;
+            Volatile.Write(ref _count, _count + 1);
+        }
+    }
+
+    public ReadOnlySpan<PeriodTotal> Snapshot()
+    {
+        int count = Volatile.Read(ref _count);
+        return Volatile.Read(ref _items).AsSpan(0, count);
     }
 }
