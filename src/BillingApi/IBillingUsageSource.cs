@@ -33,9 +33,11 @@ public interface IBillingUsageSource
     /// </summary>
     Task ApplyLimitsAsync(string tenant, string customer, IReadOnlyDictionary<string, decimal> limits, CancellationToken cancellationToken);
 
-    /// <summary>Every limit of a customer of the tenant (not the tenant defaults) with the customer's usage in the
-    /// limit's current period, from memory.</summary>
-    IReadOnlyList<LimitUsage> ListLimitUsage(string tenant, DateTimeOffset now);
+    /// <summary>Every customer of the tenant whose usage of a limited meter in the current period has reached
+    /// <paramref name="percent"/> % of its limit, from memory: a customer with a limit of its own is compared with that
+    /// one only, and every customer with usage of a meter that has a tenant default and no limit of its own with the
+    /// default. Limits of 0 are left out.</summary>
+    IReadOnlyList<LimitUsage> ListLimitUsage(string tenant, decimal percent, DateTimeOffset now);
 }
 
 /// <summary>A customer's usage of a limited meter in the current period <c>[PeriodStart, ResetsAt)</c>.</summary>
