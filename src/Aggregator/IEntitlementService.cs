@@ -15,8 +15,8 @@ public readonly record struct EntitlementCheck(bool HasAccess, decimal Usage, de
     DateTimeOffset ResetsAt, bool MeterFound);
 
 /// <summary>A customer's usage of a limited meter in the current period <c>[PeriodStart, ResetsAt)</c>, and the limit
-/// that applies to it: its own, or the tenant default when it has none.</summary>
-public sealed record EntitlementUsage(string Customer, string MeterKey, decimal Usage, decimal Limit, DateTimeOffset PeriodStart, DateTimeOffset ResetsAt);
+/// that applies to it: its own, or the tenant default when it has none. A struct: a tenant may list a million.</summary>
+public readonly record struct EntitlementUsage(string Customer, string MeterKey, decimal Usage, decimal Limit, DateTimeOffset PeriodStart, DateTimeOffset ResetsAt);
 
 /// <summary>
 /// Quota checks served from memory: the aggregators keep the current period's total of every (tenant, meter,
@@ -41,7 +41,8 @@ public interface IEntitlementService
     /// usage of a meter that has a tenant default and no limit of its own, checked against the default. A limit of 0
     /// is left out (there is no share of it to reach). From memory, on any thread: it reads the totals as the
     /// entitlement check does and never waits for a partition's loop; the work grows with the customers of the
-    /// tenant's default-limited meters.
+    /// tenant's default-limited meters. Lazy: each total is read as the enumeration reaches it, and nothing is
+    /// allocated per customer.
     /// </summary>
-    IReadOnlyList<EntitlementUsage> ListReached(string tenant, decimal percent, DateTimeOffset now);
+    IEnumerable<EntitlementUsage> ListReached(string tenant, decimal percent, DateTimeOffset now);
 }

@@ -16,8 +16,8 @@ public sealed class PeriodTotalsTests
         Assert.False(addedAgain);
         Assert.Same(first, again);
         Assert.Equal([first], totals.ForMeter("acme", "calls").ToArray());
-        Assert.Equal(0, totals.ForMeter("acme", "nope").Length);
-        Assert.Equal(0, totals.ForMeter("globex", "calls").Length);
+        Assert.Equal(0, totals.ForMeter("acme", "nope").Count);
+        Assert.Equal(0, totals.ForMeter("globex", "calls").Count);
     }
 
     [Fact]
@@ -41,7 +41,7 @@ public sealed class PeriodTotalsTests
         await Task.WhenAll(writers);
 
         var all = totals.ForMeter("acme", "calls");
-        Assert.Equal(Writers * PerWriter, all.Length);
+        Assert.Equal(Writers * PerWriter, all.Count);
         CheckSnapshot(all);
         Assert.True(snapshots > 0);
 

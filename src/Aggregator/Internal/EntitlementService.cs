@@ -42,36 +42,55 @@ internal sealed class EntitlementService : IEntitlementService
         return new EntitlementCheck(usage < limit, usage, limit, Math.Max(0, limit - usage), resetsAt, MeterFound: true);
     }
 
-    public IReadOnlyList<EntitlementUsage> ListReached(string tenant, decimal percent, DateTimeOffset now)
+    public IEnumerable<EntitlementUsage> ListReached(string tenant, decimal percent, DateTimeOffset now)
     {
         ArgumentNullException.ThrowIfNull(tenant);
         if (percent is < 0 or > 100)
             throw new ArgumentOutOfRangeException(nameof(percent), percent, "percent must be from 0 to 100.");
+        return EnumerateReached(tenant, percent, now);
+    }
+
+    private IEnumerable<EntitlementUsage> EnumerateReached(string tenant, decimal percent, DateTimeOffset now)
+    {
         long period = Windows.MonthStart(Windows.FromDateTimeOffset(now));
         var periodStart = Windows.ToDateTimeOffset(period);
         var resetsAt = Windows.ToDateTimeOffset(Windows.AddMonths(period, 1));
-        var reached = new List<EntitlementUsage>();
-        foreach (var limit in ListLimits(tenant))
+        var limits = ListLimits(tenant);
+        foreach (var limit in limits)
         {
             if (limit.Limit <= 0 || _catalog.Find(tenant, limit.MeterKey) is not { } meter)
                 continue;
             if (limit.Customer is { } customer)
             {
                 decimal usage = _totals.TryGet(KeyBuilder.EntitlementKey(tenant, limit.MeterKey, customer), out var total) ? Usage(total, period, meter) : 0;
-                if (Reached(usage, limit.Limit, percent))
-                    reached.Add(new EntitlementUsage(customer, limit.MeterKey, usage, limit.Limit, periodStart, resetsAt));
+                if (HasReached(usage, limit.Limit, percent))
+                    yield return new EntitlementUsage(customer, limit.MeterKey, usage, limit.Limit, periodStart, resetsAt);
                 continue;
             }
-            // The default: every customer with usage of the meter. The usage is compared first and the customer's own
-            // limit looked up only for those that reached the share, so that the many below it cost one read each.
-            foreach (var total in _totals.ForMeter(tenant, limit.MeterKey))
+            // The default: every customer with usage of the meter, except those with a limit of their own (listed
+            // above). The usage is compared first, so that the many below the share cost one read each.
+            var own = OwnLimits(limits, limit.MeterKey);
+            var totals = _totals.ForMeter(tenant, limit.MeterKey);
+            for (int i = 0; i < totals.Count; i++)
             {
+                var total = totals[i];
                 decimal usage = Usage(total, period, meter);
-                if (Reached(usage, limit.Limit, percent) && !_limits.ContainsKey((tenant, limit.MeterKey, total.Customer)))
-                    reached.Add(new EntitlementUsage(total.Customer, limit.MeterKey, usage, limit.Limit, periodStart, resetsAt));
+                if (HasReached(usage, limit.Limit, percent) && own?.Contains(total.Customer) != true)
+                    yield return new EntitlementUsage(total.Customer, limit.MeterKey, usage, limit.Limit, periodStart, resetsAt);
             }
         }
-        return reached;
+    }
+
+    /// <summary>The customers with a limit of their own on the meter; null when there are none.</summary>
+    private static HashSet<string>? OwnLimits(IReadOnlyList<EntitlementLimit> limits, string meterKey)
+    {
+        HashSet<string>? own = null;
+        foreach (var limit in limits)
+        {
+            if (limit.Customer is { } customer && limit.MeterKey == meterKey)
+                (own ??= new HashSet<string>(StringComparer.Ordinal)).Add(customer);
+        }
+        return own;
     }
 
     /// <summary>The total's usage in the period starting at <paramref name="period"/>: a total of an earlier period means
@@ -83,7 +102,7 @@ internal sealed class EntitlementService : IEntitlementService
     }
 
     /// <summary>usage ≥ percent % of limit, exactly (both sides multiplied, nothing divided).</summary>
-    private static bool Reached(decimal usage, decimal limit, decimal percent) => usage * 100 >= limit * percent;
+    private static bool HasReached(decimal usage, decimal limit, decimal percent) => usage * 100 >= limit * percent;
 
     public async ValueTask SetLimitAsync(EntitlementLimit limit, CancellationToken cancellationToken = default)
     {

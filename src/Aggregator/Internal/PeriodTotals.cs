@@ -110,7 +110,7 @@ internal sealed class PeriodTotals
 
     /// <summary>The totals of every customer with usage of the meter (in this or an earlier period), as they are now:
     /// safe on any thread, while the loops add more.</summary>
-    public ReadOnlySpan<PeriodTotal> ForMeter(string tenant, string meterKey)
+    public ArraySegment<PeriodTotal> ForMeter(string tenant, string meterKey)
         => _byMeter.TryGetValue((tenant, meterKey), out var list) ? list.Snapshot() : [];
 }
 
@@ -140,9 +140,9 @@ internal sealed class PeriodTotalList
         }
     }
 
-    public ReadOnlySpan<PeriodTotal> Snapshot()
+    public ArraySegment<PeriodTotal> Snapshot()
     {
         int count = Volatile.Read(ref _count);
-        return Volatile.Read(ref _items).AsSpan(0, count);
+        return new ArraySegment<PeriodTotal>(Volatile.Read(ref _items), 0, count);
     }
 }

@@ -90,13 +90,11 @@ internal sealed class EntitlementThresholdService(BillingDatabase database, IBil
         var now = time.GetUtcNow();
         foreach (var tenant in tenants)
         {
-            // Only customers at the lowest threshold or beyond come back: the many below it cost no allocation here.
-            var reached = usage.ListLimitUsage(tenant, Thresholds[0], now);
-            if (reached.Count == 0)
-                continue;
-            var known = await AnnouncedAsync(connection, tenant, reached[0].PeriodStart, cancellationToken);
-            foreach (var limit in reached)
+            // Only customers at the lowest threshold or beyond come back; the announcements are read for the first.
+            Dictionary<(string Customer, string Meter), byte>? known = null;
+            foreach (var limit in usage.ListLimitUsage(tenant, Thresholds[0], now))
             {
+                known ??= await AnnouncedAsync(connection, tenant, limit.PeriodStart, cancellationToken);
                 for (int i = 0; i < Thresholds.Length; i++)
                 {
                     byte bit = (byte)(1 << i);

@@ -89,12 +89,9 @@ internal sealed class AggregatorBillingUsage(IMeterCatalog meters, IAggregator a
             await aggregator.Entitlements.SetLimitAsync(new EntitlementLimit(tenant, meter, customer, limit), cancellationToken);
     }
 
-    public IReadOnlyList<LimitUsage> ListLimitUsage(string tenant, decimal percent, DateTimeOffset now)
+    public IEnumerable<LimitUsage> ListLimitUsage(string tenant, decimal percent, DateTimeOffset now)
     {
-        var reached = aggregator.Entitlements.ListReached(tenant, percent, now);
-        var result = new List<LimitUsage>(reached.Count);
-        foreach (var usage in reached)
-            result.Add(new LimitUsage(usage.Customer, usage.MeterKey, usage.Usage, usage.Limit, usage.PeriodStart, usage.ResetsAt));
-        return result;
+        foreach (var usage in aggregator.Entitlements.ListReached(tenant, percent, now))
+            yield return new LimitUsage(usage.Customer, usage.MeterKey, usage.Usage, usage.Limit, usage.PeriodStart, usage.ResetsAt);
     }
 }
