@@ -15,7 +15,7 @@ public sealed class PeriodTotalsTests
         Assert.True(added);
         Assert.False(addedAgain);
         Assert.Same(first, again);
-        Assert.Equal([first], totals.ForMeter("acme", "calls").ToArray());
+        Assert.Equal([new CustomerTotal("c1", first)], totals.ForMeter("acme", "calls").ToArray());
         Assert.Equal(0, totals.ForMeter("acme", "nope").Count);
         Assert.Equal(0, totals.ForMeter("globex", "calls").Count);
     }
@@ -45,15 +45,15 @@ public sealed class PeriodTotalsTests
         CheckSnapshot(all);
         Assert.True(snapshots > 0);
 
-        static void CheckSnapshot(ReadOnlySpan<PeriodTotal> snapshot)
+        static void CheckSnapshot(ArraySegment<CustomerTotal> snapshot)
         {
             var next = new int[Writers];
-            foreach (var total in snapshot)
+            foreach (var (customer, total) in snapshot)
             {
                 Assert.NotNull(total);
                 int w = (int)((total.Key - 1) / PerWriter), i = (int)((total.Key - 1) % PerWriter);
                 Assert.Equal(next[w], i);
-                Assert.Equal($"{w}:{i}", total.Customer);
+                Assert.Equal($"{w}:{i}", customer);
                 next[w]++;
             }
         }

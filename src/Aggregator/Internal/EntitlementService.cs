@@ -73,10 +73,10 @@ internal sealed class EntitlementService : IEntitlementService
             var totals = _totals.ForMeter(tenant, limit.MeterKey);
             for (int i = 0; i < totals.Count; i++)
             {
-                var total = totals[i];
+                var (customerName, total) = totals[i];
                 decimal usage = Usage(total, period, meter);
-                if (HasReached(usage, limit.Limit, percent) && own?.Contains(total.Customer) != true)
-                    yield return new EntitlementUsage(total.Customer, limit.MeterKey, usage, limit.Limit, periodStart, resetsAt);
+                if (HasReached(usage, limit.Limit, percent) && own?.Contains(customerName) != true)
+                    yield return new EntitlementUsage(customerName, limit.MeterKey, usage, limit.Limit, periodStart, resetsAt);
             }
         }
     }

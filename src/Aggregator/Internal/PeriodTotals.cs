@@ -14,21 +14,9 @@ internal sealed class PeriodTotal
     private long _periodStart;
     private AggregateState _state;
 
-    public PeriodTotal(UInt128 key, string tenant, string meterKey, string customer)
-    {
-        Key = key;
-        Tenant = tenant;
-        MeterKey = meterKey;
-        Customer = customer;
-    }
+    public PeriodTotal(UInt128 key) => Key = key;
 
     public UInt128 Key { get; }
-
-    // The names behind the key, so that the customers of a meter can be listed (tenant-default limits). They are the
-    // series' own strings: a total costs three references more, once per (tenant, meter, customer).
-    public string Tenant { get; }
-    public string MeterKey { get; }
-    public string Customer { get; }
 
     /// <summary>Adds an event of the period starting at <paramref name="periodStart"/>. An event of an earlier
     /// period than the current one changes nothing here (it is in the window aggregates); a later one starts a new period.
@@ -101,18 +89,22 @@ internal sealed class PeriodTotals
             added = false;
             return total;
         }
-        total = new PeriodTotal(key, tenant, meterKey, customer);
+        total = new PeriodTotal(key);
         _totals[key] = total;
-        _byMeter.GetOrAdd((tenant, meterKey), static _ => new PeriodTotalList()).Add(total);
+        _byMeter.GetOrAdd((tenant, meterKey), static _ => new PeriodTotalList()).Add(new CustomerTotal(customer, total));
         added = true;
         return total;
     }
 
     /// <summary>The totals of every customer with usage of the meter (in this or an earlier period), as they are now:
     /// safe on any thread, while the loops add more.</summary>
-    public ArraySegment<PeriodTotal> ForMeter(string tenant, string meterKey)
-        => _byMeter.TryGetValue((tenant, meterKey), out var list) ? list.Snapshot() : [];
+    public ArraySegment<CustomerTotal> ForMeter(string tenant, string meterKey)
+        => _byMeter.TryGetValue((tenant, meterKey), out var list) ? list.Snapshot() : ArraySegment<CustomerTotal>.Empty;
 }
+
+/// <summary>A customer's current-period total of one meter, named: the name is the series' own string (nothing new is
+/// allocated for it), kept here rather than in the total so that the total the partition loop writes stays as it was.</summary>
+internal readonly record struct CustomerTotal(string Customer, PeriodTotal Total);
 
 /// <summary>
 /// An append-only list that the loops of several partitions add to (under a lock: once per new customer) and that any
@@ -122,10 +114,10 @@ internal sealed class PeriodTotals
 internal sealed class PeriodTotalList
 {
     private readonly Lock _lock = new();
-    private PeriodTotal[] _items = new PeriodTotal[4];
+    private CustomerTotal[] _items = new CustomerTotal[4];
     private int _count;
 
-    public void Add(PeriodTotal total)
+    public void Add(CustomerTotal total)
     {
         lock (_lock)
         {
@@ -140,9 +132,9 @@ internal sealed class PeriodTotalList
         }
     }
 
-    public ArraySegment<PeriodTotal> Snapshot()
+    public ArraySegment<CustomerTotal> Snapshot()
     {
         int count = Volatile.Read(ref _count);
-        return new ArraySegment<PeriodTotal>(Volatile.Read(ref _items), 0, count);
+        return new ArraySegment<CustomerTotal>(Volatile.Read(ref _items), 0, count);
     }
 }
