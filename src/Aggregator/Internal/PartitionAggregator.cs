@@ -1076,7 +1076,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         }
         // A total is not written with its names: every total was made for a series of the same (tenant, meter, customer),
         // and series are never dropped, so the series name it (format 1 stays as it was).
-        var names = new Dictionary<UInt128, Series>();
+        var names = new Dictionary<UInt128, Series>(_series.Count);
         foreach (var series in _series.All)
             names.TryAdd(KeyBuilder.EntitlementKey(series.Tenant, series.MeterKey, series.Customer), series);
         for (int i = reader.ReadInt32(); i > 0; i--)
