@@ -173,11 +173,31 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
         _bucketMask = sizeMask;
     }
 
+    /// <summary>
+    /// Until <see cref="EndBatch"/>, the calling thread stays inside FASTER's epoch protection and the operations
+    /// below use the session's unsafe context: each operation of the safe session enters and leaves the epoch, which
+    /// cost more than the dedupe lookup's own work. The caller keeps the batch short and synchronous (no await
+    /// between the two calls: the epoch belongs to the thread), and takes checkpoints outside it.
+    /// </summary>
+    public void BeginBatch()
+    {
+        Session.UnsafeContext.BeginUnsafe();
+        _inBatch = true;
+    }
+
+    public void EndBatch()
+    {
+        _inBatch = false;
+        Session.UnsafeContext.EndUnsafe();
+    }
+
+    private bool _inBatch;
+
     /// <summary>A read-modify-write; waits for the disk when the key is not in memory.</summary>
     public TOutput Rmw(ref TKey key, ref TInput input)
     {
         TOutput output = default;
-        var status = Session.RMW(ref key, ref input, ref output);
+        var status = _inBatch ? Session.UnsafeContext.RMW(ref key, ref input, ref output) : Session.RMW(ref key, ref input, ref output);
         if (status.IsPending)
             output = CompletePending();
         return output;
@@ -186,7 +206,7 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     /// <summary>Writes the value whole (no read of the old one).</summary>
     public void Upsert(ref TKey key, ref TValue value)
     {
-        if (Session.Upsert(ref key, ref value).IsPending)
+        if ((_inBatch ? Session.UnsafeContext.Upsert(ref key, ref value) : Session.Upsert(ref key, ref value)).IsPending)
             CompletePending();
     }
 
@@ -194,10 +214,10 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     public bool TryRead(ref TKey key, ref TInput input, out TOutput output)
     {
         output = default;
-        var status = Session.Read(ref key, ref input, ref output);
+        var status = _inBatch ? Session.UnsafeContext.Read(ref key, ref input, ref output) : Session.Read(ref key, ref input, ref output);
         if (status.IsPending)
         {
-            Session.CompletePendingWithOutputs(out var completed, wait: true);
+            CompletePendingWithOutputs(out var completed);
             try
             {
                 bool found = false;
@@ -219,7 +239,7 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     private TOutput CompletePending()
     {
         TOutput output = default;
-        Session.CompletePendingWithOutputs(out var completed, wait: true);
+        CompletePendingWithOutputs(out var completed);
         try
         {
             while (completed.Next())
@@ -230,6 +250,14 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
             completed.Dispose();
         }
         return output;
+    }
+
+    private void CompletePendingWithOutputs(out CompletedOutputIterator<TKey, TValue, TInput, TOutput, Empty> completed)
+    {
+        if (_inBatch)
+            Session.UnsafeContext.CompletePendingWithOutputs(out completed, wait: true);
+        else
+            Session.CompletePendingWithOutputs(out completed, wait: true);
     }
 
     /// <summary>

@@ -437,16 +437,26 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         }
         _touched = touched;
 
-        for (int i = 0; i < _stagedCount; i++)
+        _dedupe.BeginBatch();
+        _aggregates.BeginBatch();
+        try
         {
-            ref var staged = ref _staged[i];
-            if (staged.Tenant < 0)
+            for (int i = 0; i < _stagedCount; i++)
             {
-                // Ingest only appends records it encoded; a record that does not decode cannot be made right by retrying.
-                Volatile.Write(ref _malformed, _malformed + 1);
-                continue;
+                ref var staged = ref _staged[i];
+                if (staged.Tenant < 0)
+                {
+                    // Ingest only appends records it encoded; a record that does not decode cannot be made right by retrying.
+                    Volatile.Write(ref _malformed, _malformed + 1);
+                    continue;
+                }
+                ApplyRecord(View(staged), ref staged);
             }
-            ApplyRecord(View(staged), ref staged);
+        }
+        finally
+        {
+            _aggregates.EndBatch();
+            _dedupe.EndBatch();
         }
         preparedMeters.Clear(); // drops the series references
         _stagedCount = 0;
@@ -523,8 +533,6 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             ApplyMeter(meters[i], e, ref _prepared[staged.Prepared + i]);
     }
 
-    /// <summary>Reads what the meter needs from the event: its value and group values (as offsets into the data;
-    /// -1: absent) and its series id. Counts nothing: the event may yet turn out a duplicate.</summary>
     /// <summary>The last value parsed from an event's data (several meters often read the same property).</summary>
     private struct ParsedValue
     {
@@ -535,6 +543,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         public decimal Value;
     }
 
+    /// <summary>Reads what the meter needs from the event: its value and group values (as offsets into the data;
+    /// -1: absent) and its series id. Counts nothing: the event may yet turn out a duplicate.</summary>
     private void Prepare(CompiledMeter meter, scoped in EventRecordView e, ref PreparedMeter prepared, int groupsAt, ref ParsedValue parsed)
     {
         prepared.Series = null;
