@@ -15,6 +15,10 @@ namespace AlphaMesh.Benchmarks;
 /// checkpoint and times the replay of the whole log, and the checkpoint taken at shutdown.</item>
 /// <item><c>--entitlement-latency [seconds]</c>: entitlement checks from one thread while the aggregators apply a
 /// steady stream of new events; prints the latency percentiles of the checks.</item>
+/// <item><c>--list-reached [customers]</c>: one meter (COUNT) and two events for each of that many customers (default
+/// 1,000,000), then times <see cref="IEntitlementService.ListReached"/> against a tenant default that no customer has
+/// reached (the usual case: every total read, nothing listed) and one that every customer has (the worst case), and
+/// the restart from the final checkpoint (the totals are named after their series there).</item>
 /// </list>
 /// </summary>
 public static class AggregatorRuns
@@ -108,11 +112,52 @@ public static class AggregatorRuns
         return 0;
     }
 
+    public static async Task<int> ListReachedAsync(int customers, TextWriter output)
+    {
+        using var run = new Run(oneMeter: true);
+        var watch = Stopwatch.StartNew();
+        await using (var log = run.OpenLog())
+        {
+            await using (var aggregator = await AggregatorFactory.StartAsync(log, run.Catalog, run.Options))
+            {
+                await AppendAsync(log, 0, 2L * customers, customers);
+                await aggregator.WaitForCommittedAsync();
+                output.WriteLine($"applied {2L * customers:N0} events of {customers:N0} customers in {watch.Elapsed.TotalSeconds:N1} s");
+                foreach (decimal limit in new[] { 1_000m, 2m })
+                {
+                    await aggregator.Entitlements.SetLimitAsync(new EntitlementLimit(Tenant, "calls", null, limit));
+                    aggregator.Entitlements.ListReached(Tenant, 80, DateTimeOffset.UtcNow).Count(); // warm-up
+                    const int Runs = 5;
+                    long before = GC.GetAllocatedBytesForCurrentThread();
+                    watch.Restart();
+                    int listed = 0;
+                    for (int i = 0; i < Runs; i++)
+                        listed = aggregator.Entitlements.ListReached(Tenant, 80, DateTimeOffset.UtcNow).Count();
+                    double ms = watch.Elapsed.TotalMilliseconds / Runs;
+                    long bytes = (GC.GetAllocatedBytesForCurrentThread() - before) / Runs;
+                    output.WriteLine($"ListReached, default limit {limit}: {listed:N0} customers listed in {ms:N1} ms "
+                        + $"({ms * 1e6 / customers:N1} ns per customer), {bytes:N0} bytes allocated per call");
+                }
+                watch.Restart();
+            } // final checkpoint
+            output.WriteLine($"final checkpoint and close: {watch.Elapsed.TotalSeconds:N1} s");
+        }
+        await using (var log = run.OpenLog())
+        {
+            watch.Restart();
+            await using var aggregator = await AggregatorFactory.StartAsync(log, run.Catalog, run.Options);
+            await aggregator.WaitForCommittedAsync();
+            output.WriteLine($"restart from that checkpoint: {watch.Elapsed.TotalSeconds:N1} s; "
+                + $"{aggregator.Entitlements.ListReached(Tenant, 80, DateTimeOffset.UtcNow).Count():N0} customers listed after it");
+        }
+        return 0;
+    }
+
     private static string Customer(int i) => $"customer-{i:D5}";
 
     /// <summary>Appends <paramref name="count"/> new events (ids from <paramref name="first"/>), routed as ingest
     /// routes them, in batches of 1,000 per partition, and commits.</summary>
-    private static async Task AppendAsync(IEventLog log, long first, long count)
+    private static async Task AppendAsync(IEventLog log, long first, long count, int customers = Customers)
     {
         var tenant = Encoding.UTF8.GetBytes(Tenant);
         long seed = Partitioning.TenantSeed(tenant);
@@ -125,7 +170,7 @@ public static class AggregatorRuns
         string[] models = ["gpt-4o", "claude-3-5-sonnet", "llama-3.1-70b"];
         for (long i = first; i < first + count; i++)
         {
-            var customer = Encoding.UTF8.GetBytes(Customer((int)(i % Customers)));
+            var customer = Encoding.UTF8.GetBytes(Customer((int)(i % customers)));
             int p = Partitioning.PartitionOf(seed, customer, Partitions);
             var batch = batches[p];
             batch.Add(tenant, Encoding.UTF8.GetBytes($"evt-{i:x16}"), customer, hour + ((i * 7919) % 3_600_000_000_000L), ingest,
@@ -169,17 +214,21 @@ public static class AggregatorRuns
         public void Clear() => _records.Clear();
     }
 
-    /// <summary>A temporary directory with a meter catalog (3 meters over <c>api_call</c>) and aggregator options.</summary>
+    /// <summary>A temporary directory with a meter catalog (3 meters over <c>api_call</c>, or only <c>calls</c>) and
+    /// aggregator options.</summary>
     private sealed class Run : IDisposable
     {
         private readonly string _directory = Path.Combine(Path.GetTempPath(), "alphamesh-run-" + Guid.NewGuid().ToString("N"));
 
-        public Run()
+        public Run(bool oneMeter = false)
         {
             Catalog = MeterCatalogs.OpenFile(Path.Combine(_directory, "meters.json"), new FixedClock(MetersCreated));
             Create("calls", Aggregation.Count, null);
-            Create("tokens_by_region", Aggregation.Sum, "tokens", "region");
-            Create("tokens_by_model", Aggregation.Sum, "tokens", "model");
+            if (!oneMeter)
+            {
+                Create("tokens_by_region", Aggregation.Sum, "tokens", "region");
+                Create("tokens_by_model", Aggregation.Sum, "tokens", "model");
+            }
             Options = new AggregatorOptions { Directory = Path.Combine(_directory, "aggregator") };
         }
 

@@ -14,6 +14,10 @@ public sealed record EntitlementLimit(string Tenant, string MeterKey, string? Cu
 public readonly record struct EntitlementCheck(bool HasAccess, decimal Usage, decimal? Limit, decimal? Remaining,
     DateTimeOffset ResetsAt, bool MeterFound);
 
+/// <summary>A customer's usage of a limited meter in the current period <c>[PeriodStart, ResetsAt)</c>, and the limit
+/// that applies to it: its own, or the tenant default when it has none. A struct: a tenant may list a million.</summary>
+public readonly record struct EntitlementUsage(string Customer, string MeterKey, decimal Usage, decimal Limit, DateTimeOffset PeriodStart, DateTimeOffset ResetsAt);
+
 /// <summary>
 /// Quota checks served from memory: the aggregators keep the current period's total of every (tenant, meter,
 /// customer) in a concurrent table and update it after each event, so a check never waits for disk or for a
@@ -30,4 +34,15 @@ public interface IEntitlementService
     ValueTask<bool> RemoveLimitAsync(string tenant, string meterKey, string? customer, CancellationToken cancellationToken = default);
 
     IReadOnlyList<EntitlementLimit> ListLimits(string tenant);
+
+    /// <summary>
+    /// Every customer of the tenant whose usage in the current period has reached <paramref name="percent"/> % of the
+    /// limit that applies to it: customers with a limit of their own, checked against it only, and every customer with
+    /// usage of a meter that has a tenant default and no limit of its own, checked against the default. A limit of 0
+    /// is left out (there is no share of it to reach). From memory, on any thread: it reads the totals as the
+    /// entitlement check does and never waits for a partition's loop; the work grows with the customers of the
+    /// tenant's default-limited meters. Lazy: each total is read as the enumeration reaches it, and nothing is
+    /// allocated per customer.
+    /// </summary>
+    IEnumerable<EntitlementUsage> ListReached(string tenant, decimal percent, DateTimeOffset now);
 }

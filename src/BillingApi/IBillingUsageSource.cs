@@ -33,13 +33,16 @@ public interface IBillingUsageSource
     /// </summary>
     Task ApplyLimitsAsync(string tenant, string customer, IReadOnlyDictionary<string, decimal> limits, CancellationToken cancellationToken);
 
-    /// <summary>Every limit of a customer of the tenant (not the tenant defaults) with the customer's usage in the
-    /// limit's current period, from memory.</summary>
-    IReadOnlyList<LimitUsage> ListLimitUsage(string tenant, DateTimeOffset now);
+    /// <summary>Every customer of the tenant whose usage of a limited meter in the current period has reached
+    /// <paramref name="percent"/> % of its limit, from memory: a customer with a limit of its own is compared with that
+    /// one only, and every customer with usage of a meter that has a tenant default and no limit of its own with the
+    /// default. Limits of 0 are left out. Lazy (read as enumerated), and a struct per customer: a tenant may have a
+    /// million.</summary>
+    IEnumerable<LimitUsage> ListLimitUsage(string tenant, decimal percent, DateTimeOffset now);
 }
 
 /// <summary>A customer's usage of a limited meter in the current period <c>[PeriodStart, ResetsAt)</c>.</summary>
-public sealed record LimitUsage(string Customer, string Meter, decimal Usage, decimal Limit, DateTimeOffset PeriodStart, DateTimeOffset ResetsAt);
+public readonly record struct LimitUsage(string Customer, string Meter, decimal Usage, decimal Limit, DateTimeOffset PeriodStart, DateTimeOffset ResetsAt);
 
 /// <summary>A usage question billing cannot answer exactly (the message says why); the billing run reports it.</summary>
 public sealed class BillingUsageException(string message) : Exception(message);

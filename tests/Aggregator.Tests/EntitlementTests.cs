@@ -90,4 +90,131 @@ public sealed class EntitlementTests
 
         Assert.Equal([new EntitlementLimit("acme", "calls", "c1", 10)], harness.Aggregator.Entitlements.ListLimits("acme"));
     }
+
+    [Fact]
+    public async Task ListReached_TenantDefault_EveryCustomerAtTheShareAndOwnLimitsOnlyAgainstThemselves()
+    {
+        await using var harness = new Harness();
+        await harness.MeterAsync("acme", "calls", Aggregation.Count);
+        await harness.MeterAsync("acme", "tokens", Aggregation.Sum);
+        await harness.StartAsync();
+        var entitlements = harness.Aggregator.Entitlements;
+        await entitlements.SetLimitAsync(new EntitlementLimit("acme", "calls", null, 10));
+        await entitlements.SetLimitAsync(new EntitlementLimit("acme", "calls", "vip", 100)); // higher than the default
+        await entitlements.SetLimitAsync(new EntitlementLimit("acme", "calls", "capped", 2)); // lower than the default
+        await entitlements.SetLimitAsync(new EntitlementLimit("acme", "calls", "idle", 5)); // no usage at all
+        await entitlements.SetLimitAsync(new EntitlementLimit("globex", "calls", null, 1)); // another tenant's default
+
+        await harness.AppendAsync([
+            .. Calls("at-80", 8), .. Calls("below", 7), .. Calls("over", 12), .. Calls("vip", 50), .. Calls("capped", 2),
+            .. Enumerable.Range(0, 9).Select(i => new TestEvent("acme", $"old-{i}", "api_call", "last-month", Day.AddMonths(-1))),
+            new TestEvent("globex", "g1", "api_call", "g-customer", Day),
+        ]);
+
+        var reached = entitlements.ListReached("acme", 80, InMarch);
+        var march = new DateTimeOffset(2026, 3, 1, 0, 0, 0, TimeSpan.Zero);
+        Assert.Equal(
+            [new EntitlementUsage("at-80", "calls", 8, 10, march, April), new EntitlementUsage("capped", "calls", 2, 2, march, April),
+             new EntitlementUsage("over", "calls", 12, 10, march, April)],
+            reached.OrderBy(r => r.Customer, StringComparer.Ordinal));
+        Assert.Equal(["capped", "over"], entitlements.ListReached("acme", 100, InMarch).Select(r => r.Customer).Order(StringComparer.Ordinal));
+        // April: every total is of an earlier period, so no one has reached anything yet.
+        Assert.Empty(entitlements.ListReached("acme", 80, April.AddDays(1)));
+        Assert.Empty(entitlements.ListReached("globex", 80, InMarch)); // globex has no meter "calls"
+        Assert.Throws<ArgumentOutOfRangeException>(() => entitlements.ListReached("acme", 101, InMarch));
+
+        static IEnumerable<TestEvent> Calls(string customer, int count)
+            => Enumerable.Range(0, count).Select(i => new TestEvent("acme", $"{customer}-{i}", "api_call", customer, Day, ("tokens", "1")));
+    }
+
+    [Fact]
+    public async Task ListReached_AfterRestartAndAfterCrash_ListsRestoredCustomersOnce()
+    {
+        await using var harness = new Harness();
+        await harness.MeterAsync("acme", "calls", Aggregation.Count);
+        await harness.MeterAsync("acme", "users", Aggregation.UniqueCount, "user", groupBy: "region");
+        await harness.StartAsync();
+        await harness.Aggregator.Entitlements.SetLimitAsync(new EntitlementLimit("acme", "calls", null, 10));
+        await harness.Aggregator.Entitlements.SetLimitAsync(new EntitlementLimit("acme", "users", null, 4));
+        int next = 0;
+        IEnumerable<TestEvent> Events(string customer, int count) => Enumerable.Range(0, count).Select(_ => next++).Select(i =>
+            new TestEvent("acme", $"e{i}", "api_call", customer, Day, ("user", "u" + (i % 5)), ("region", i % 2 == 0 ? "eu" : "us")));
+
+        await harness.AppendAsync([.. Events("a", 9), .. Events("b", 5)]);
+        await harness.RestartAsync(); // the totals come back from the checkpoint's state file
+        Assert.Equal(["a:calls:9", "a:users:5", "b:users:5"], Listed());
+
+        await harness.AppendAsync(Events("b", 4)); // b's total is a restored one
+        await harness.Aggregator.CheckpointAsync();
+        await harness.AppendAsync(Events("c", 12));
+        await harness.CrashAndRestartAsync(); // b from the checkpoint, c replayed from the log
+        await harness.Aggregator.WaitForCommittedAsync();
+        Assert.Equal(["a:calls:9", "a:users:5", "b:calls:9", "b:users:5", "c:calls:12", "c:users:5"], Listed());
+
+        List<string> Listed() => [.. harness.Aggregator.Entitlements.ListReached("acme", 80, InMarch).Select(r => $"{r.Customer}:{r.MeterKey}:{r.Usage}")
+            .Order(StringComparer.Ordinal)];
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public async Task ListReached_RandomUsageAndLimits_MatchesOracle(int seed)
+    {
+        var random = new Random(seed);
+        await using var harness = new Harness(partitions: 3);
+        await harness.MeterAsync("acme", "calls", Aggregation.Count);
+        await harness.MeterAsync("acme", "tokens", Aggregation.Sum);
+        await harness.StartAsync();
+        var customers = Enumerable.Range(0, 40).Select(i => $"c{i}").ToList();
+        // Limits: a default per meter (or none), and own limits for some customers, some of them 0.
+        var limits = new Dictionary<(string Meter, string? Customer), decimal>();
+        foreach (string meter in new[] { "calls", "tokens" })
+        {
+            if (random.Next(4) > 0)
+                limits[(meter, null)] = random.Next(1, 40);
+            foreach (string customer in customers.Where(_ => random.Next(4) == 0))
+                limits[(meter, customer)] = random.Next(0, 60);
+        }
+        foreach (var ((meter, customer), limit) in limits)
+            await harness.Aggregator.Entitlements.SetLimitAsync(new EntitlementLimit("acme", meter, customer, limit));
+
+        var events = new List<TestEvent>();
+        for (int round = 0; round < 3; round++)
+        {
+            foreach (string customer in customers)
+            {
+                for (int n = random.Next(0, 20); n > 0; n--)
+                {
+                    // One in ten last month: counted in its windows, not in March's totals.
+                    var time = random.Next(10) == 0 ? Day.AddMonths(-1) : Day.AddMinutes(random.Next(10_000));
+                    string tokens = (random.Next(1, 4000) / 1000m).ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    events.Add(new TestEvent("acme", $"e{events.Count}", "api_call", customer, time, ("tokens", tokens)));
+                }
+            }
+            await harness.AppendAsync(events.Skip(harness.Appended.Count));
+            if (round == 1)
+                await harness.RestartAsync();
+
+            foreach (int percent in new[] { 80, 100 })
+            {
+                var expected = new List<string>();
+                foreach (string meter in new[] { "calls", "tokens" })
+                {
+                    foreach (string customer in customers)
+                    {
+                        var march = events.Where(e => e.Customer == customer && e.Time.Month == 3).ToList();
+                        decimal usage = meter == "calls" ? march.Count : march.Sum(e => decimal.Parse(e.Get("tokens")!, System.Globalization.CultureInfo.InvariantCulture));
+                        if (!limits.TryGetValue((meter, customer), out decimal limit) && !limits.TryGetValue((meter, null), out limit))
+                            continue;
+                        if (limit > 0 && usage * 100 >= limit * percent)
+                            expected.Add($"{customer}:{meter}:{usage}:{limit}");
+                    }
+                }
+                // Asked of the running aggregator: a restart replaces it.
+                var actual = harness.Aggregator.Entitlements.ListReached("acme", percent, InMarch).Select(r => $"{r.Customer}:{r.MeterKey}:{r.Usage}:{r.Limit}");
+                Assert.Equal(expected.Order(StringComparer.Ordinal), actual.Order(StringComparer.Ordinal));
+            }
+        }
+    }
 }

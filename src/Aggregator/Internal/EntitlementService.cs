@@ -35,19 +35,74 @@ internal sealed class EntitlementService : IEntitlementService
         if (meter is null)
             return new EntitlementCheck(false, 0, null, null, resetsAt, MeterFound: false);
 
-        decimal usage = 0;
-        if (_totals.TryGet(KeyBuilder.EntitlementKey(tenant, meterKey, customer), out var total))
-        {
-            total.Read(out long totalPeriod, out var state);
-            // A total of an earlier period means no usage yet in this one.
-            if (totalPeriod == period)
-                usage = state.Value(meter.Aggregation);
-        }
+        decimal usage = _totals.TryGet(KeyBuilder.EntitlementKey(tenant, meterKey, customer), out var total) ? Usage(total, period, meter) : 0;
 
         if (!_limits.TryGetValue((tenant, meterKey, customer), out decimal limit) && !_limits.TryGetValue((tenant, meterKey, null), out limit))
             return new EntitlementCheck(true, usage, null, null, resetsAt, MeterFound: true);
         return new EntitlementCheck(usage < limit, usage, limit, Math.Max(0, limit - usage), resetsAt, MeterFound: true);
     }
+
+    public IEnumerable<EntitlementUsage> ListReached(string tenant, decimal percent, DateTimeOffset now)
+    {
+        ArgumentNullException.ThrowIfNull(tenant);
+        if (percent is < 0 or > 100)
+            throw new ArgumentOutOfRangeException(nameof(percent), percent, "percent must be from 0 to 100.");
+        return EnumerateReached(tenant, percent, now);
+    }
+
+    private IEnumerable<EntitlementUsage> EnumerateReached(string tenant, decimal percent, DateTimeOffset now)
+    {
+        long period = Windows.MonthStart(Windows.FromDateTimeOffset(now));
+        var periodStart = Windows.ToDateTimeOffset(period);
+        var resetsAt = Windows.ToDateTimeOffset(Windows.AddMonths(period, 1));
+        var limits = ListLimits(tenant);
+        foreach (var limit in limits)
+        {
+            if (limit.Limit <= 0 || _catalog.Find(tenant, limit.MeterKey) is not { } meter)
+                continue;
+            if (limit.Customer is { } customer)
+            {
+                decimal usage = _totals.TryGet(KeyBuilder.EntitlementKey(tenant, limit.MeterKey, customer), out var total) ? Usage(total, period, meter) : 0;
+                if (HasReached(usage, limit.Limit, percent))
+                    yield return new EntitlementUsage(customer, limit.MeterKey, usage, limit.Limit, periodStart, resetsAt);
+                continue;
+            }
+            // The default: every customer with usage of the meter, except those with a limit of their own (listed
+            // above). The usage is compared first, so that the many below the share cost one read each.
+            var own = OwnLimits(limits, limit.MeterKey);
+            var totals = _totals.ForMeter(tenant, limit.MeterKey);
+            for (int i = 0; i < totals.Count; i++)
+            {
+                var (customerName, total) = totals[i];
+                decimal usage = Usage(total, period, meter);
+                if (HasReached(usage, limit.Limit, percent) && own?.Contains(customerName) != true)
+                    yield return new EntitlementUsage(customerName, limit.MeterKey, usage, limit.Limit, periodStart, resetsAt);
+            }
+        }
+    }
+
+    /// <summary>The customers with a limit of their own on the meter; null when there are none.</summary>
+    private static HashSet<string>? OwnLimits(IReadOnlyList<EntitlementLimit> limits, string meterKey)
+    {
+        HashSet<string>? own = null;
+        foreach (var limit in limits)
+        {
+            if (limit.Customer is { } customer && limit.MeterKey == meterKey)
+                (own ??= new HashSet<string>(StringComparer.Ordinal)).Add(customer);
+        }
+        return own;
+    }
+
+    /// <summary>The total's usage in the period starting at <paramref name="period"/>: a total of an earlier period means
+    /// no usage yet in this one.</summary>
+    private static decimal Usage(PeriodTotal total, long period, MeterDefinition meter)
+    {
+        total.Read(out long totalPeriod, out var state);
+        return totalPeriod == period ? state.Value(meter.Aggregation) : 0;
+    }
+
+    /// <summary>usage ≥ percent % of limit, exactly (both sides multiplied, nothing divided).</summary>
+    private static bool HasReached(decimal usage, decimal limit, decimal percent) => usage * 100 >= limit * percent;
 
     public async ValueTask SetLimitAsync(EntitlementLimit limit, CancellationToken cancellationToken = default)
     {

@@ -776,7 +776,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         builder.Field(e.Tenant);
         builder.Field(meter.Key);
         builder.Field(e.Customer);
-        var total = _totals.GetOrAdd(builder.Hash(), out bool added);
+        // The series' strings name the total: nothing new is allocated for them.
+        var total = _totals.GetOrAdd(builder.Hash(), series.Tenant, series.MeterKey, series.Customer, out bool added);
         if (added)
             _ownedTotals.Add(total);
         series.Total = total;
@@ -1083,9 +1084,17 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             series.Touch(reader.ReadInt64());
             _series.Add(series);
         }
+        // A total is not written with its names: every total was made for a series of the same (tenant, meter, customer),
+        // and series are never dropped, so the series name it (format 1 stays as it was).
+        var names = new Dictionary<UInt128, Series>(_series.Count);
+        foreach (var series in _series.All)
+            names.TryAdd(KeyBuilder.EntitlementKey(series.Tenant, series.MeterKey, series.Customer), series);
         for (int i = reader.ReadInt32(); i > 0; i--)
         {
-            var total = _totals.GetOrAdd(ReadUInt128(reader), out _);
+            var key = ReadUInt128(reader);
+            if (!names.TryGetValue(key, out var named))
+                throw new InvalidOperationException($"The aggregator state file '{path}' has a current-period total ({key}) that no series names; the file is damaged.");
+            var total = _totals.GetOrAdd(key, named.Tenant, named.MeterKey, named.Customer, out _);
             long periodStart = reader.ReadInt64();
             total.Write(periodStart, ReadState(reader));
             _ownedTotals.Add(total);

@@ -71,15 +71,18 @@ internal sealed class PeriodTotal
     }
 }
 
-/// <summary>All current-period totals, shared by the partitions (each customer's totals are written by one loop).</summary>
+/// <summary>All current-period totals, shared by the partitions (each customer's totals are written by one loop),
+/// by key and by (tenant, meter).</summary>
 internal sealed class PeriodTotals
 {
     private readonly ConcurrentDictionary<UInt128, PeriodTotal> _totals = new();
+    private readonly ConcurrentDictionary<(string Tenant, string MeterKey), PeriodTotalList> _byMeter = new();
 
     public bool TryGet(UInt128 key, out PeriodTotal total) => _totals.TryGetValue(key, out total!);
 
-    /// <summary>Only the owning loop creates a customer's entries, so get-or-add never races with itself.</summary>
-    public PeriodTotal GetOrAdd(UInt128 key, out bool added)
+    /// <summary>Only the owning loop creates a customer's entries, so get-or-add never races with itself. Called once
+    /// per new (tenant, meter, customer) and at recovery, never per event of a known one.</summary>
+    public PeriodTotal GetOrAdd(UInt128 key, string tenant, string meterKey, string customer, out bool added)
     {
         if (_totals.TryGetValue(key, out var total))
         {
@@ -88,7 +91,50 @@ internal sealed class PeriodTotals
         }
         total = new PeriodTotal(key);
         _totals[key] = total;
+        _byMeter.GetOrAdd((tenant, meterKey), static _ => new PeriodTotalList()).Add(new CustomerTotal(customer, total));
         added = true;
         return total;
+    }
+
+    /// <summary>The totals of every customer with usage of the meter (in this or an earlier period), as they are now:
+    /// safe on any thread, while the loops add more.</summary>
+    public ArraySegment<CustomerTotal> ForMeter(string tenant, string meterKey)
+        => _byMeter.TryGetValue((tenant, meterKey), out var list) ? list.Snapshot() : ArraySegment<CustomerTotal>.Empty;
+}
+
+/// <summary>A customer's current-period total of one meter, named: the name is the series' own string (nothing new is
+/// allocated for it), kept here rather than in the total so that the total the partition loop writes stays as it was.</summary>
+internal readonly record struct CustomerTotal(string Customer, PeriodTotal Total);
+
+/// <summary>
+/// An append-only list that the loops of several partitions add to (under a lock: once per new customer) and that any
+/// thread reads without a lock. The array is published before the count, so a reader that reads the count first and
+/// the array second sees at least that many items.
+/// </summary>
+internal sealed class PeriodTotalList
+{
+    private readonly Lock _lock = new();
+    private CustomerTotal[] _items = new CustomerTotal[4];
+    private int _count;
+
+    public void Add(CustomerTotal total)
+    {
+        lock (_lock)
+        {
+            var items = _items;
+            if (_count == items.Length)
+            {
+                Array.Resize(ref items, items.Length * 2);
+                Volatile.Write(ref _items, items);
+            }
+            items[_count] = total;
+            Volatile.Write(ref _count, _count + 1);
+        }
+    }
+
+    public ArraySegment<CustomerTotal> Snapshot()
+    {
+        int count = Volatile.Read(ref _count);
+        return new ArraySegment<CustomerTotal>(Volatile.Read(ref _items), 0, count);
     }
 }

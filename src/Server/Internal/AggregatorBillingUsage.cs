@@ -89,17 +89,9 @@ internal sealed class AggregatorBillingUsage(IMeterCatalog meters, IAggregator a
             await aggregator.Entitlements.SetLimitAsync(new EntitlementLimit(tenant, meter, customer, limit), cancellationToken);
     }
 
-    public IReadOnlyList<LimitUsage> ListLimitUsage(string tenant, DateTimeOffset now)
+    public IEnumerable<LimitUsage> ListLimitUsage(string tenant, decimal percent, DateTimeOffset now)
     {
-        var result = new List<LimitUsage>();
-        foreach (var limit in aggregator.Entitlements.ListLimits(tenant))
-        {
-            if (limit.Customer is not { } customer)
-                continue;
-            var check = aggregator.Entitlements.Check(tenant, customer, limit.MeterKey, now);
-            if (check.MeterFound && check.Limit is { } value)
-                result.Add(new LimitUsage(customer, limit.MeterKey, check.Usage, value, check.ResetsAt.AddMonths(-1), check.ResetsAt));
-        }
-        return result;
+        foreach (var usage in aggregator.Entitlements.ListReached(tenant, percent, now))
+            yield return new LimitUsage(usage.Customer, usage.MeterKey, usage.Usage, usage.Limit, usage.PeriodStart, usage.ResetsAt);
     }
 }

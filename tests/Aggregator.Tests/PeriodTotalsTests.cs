@@ -1,0 +1,61 @@
+using AlphaMesh.Aggregator.Internal;
+
+namespace AlphaMesh.Aggregator.Tests;
+
+public sealed class PeriodTotalsTests
+{
+    [Fact]
+    public void GetOrAdd_SameKeyTwice_OneTotalListedOnceUnderItsMeter()
+    {
+        var totals = new PeriodTotals();
+        var first = totals.GetOrAdd(1, "acme", "calls", "c1", out bool added);
+        var again = totals.GetOrAdd(1, "acme", "calls", "c1", out bool addedAgain);
+        totals.GetOrAdd(2, "acme", "tokens", "c1", out _);
+
+        Assert.True(added);
+        Assert.False(addedAgain);
+        Assert.Same(first, again);
+        Assert.Equal([new CustomerTotal("c1", first)], totals.ForMeter("acme", "calls").ToArray());
+        Assert.Equal(0, totals.ForMeter("acme", "nope").Count);
+        Assert.Equal(0, totals.ForMeter("globex", "calls").Count);
+    }
+
+    [Fact]
+    public async Task ForMeter_WhileFourWritersAdd_EverySnapshotIsAWholePrefixOfEachWritersTotals()
+    {
+        // Four writers (as four partition loops) add 20,000 customers each to one meter while a reader takes snapshots:
+        // every snapshot must hold no null and, per writer, its first n totals in order (the list only grows).
+        const int Writers = 4, PerWriter = 20_000;
+        var totals = new PeriodTotals();
+        var writers = Enumerable.Range(0, Writers).Select(w => Task.Run(() =>
+        {
+            for (int i = 0; i < PerWriter; i++)
+                totals.GetOrAdd((UInt128)((w * PerWriter) + i + 1), "acme", "calls", $"{w}:{i}", out _);
+        })).ToArray();
+        int snapshots = 0;
+        while (!writers.All(t => t.IsCompleted) || snapshots == 0)
+        {
+            CheckSnapshot(totals.ForMeter("acme", "calls"));
+            snapshots++;
+        }
+        await Task.WhenAll(writers);
+
+        var all = totals.ForMeter("acme", "calls");
+        Assert.Equal(Writers * PerWriter, all.Count);
+        CheckSnapshot(all);
+        Assert.True(snapshots > 0);
+
+        static void CheckSnapshot(ArraySegment<CustomerTotal> snapshot)
+        {
+            var next = new int[Writers];
+            foreach (var (customer, total) in snapshot)
+            {
+                Assert.NotNull(total);
+                int w = (int)((total.Key - 1) / PerWriter), i = (int)((total.Key - 1) % PerWriter);
+                Assert.Equal(next[w], i);
+                Assert.Equal($"{w}:{i}", customer);
+                next[w]++;
+            }
+        }
+    }
+}
