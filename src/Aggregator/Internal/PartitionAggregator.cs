@@ -458,7 +458,6 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             _aggregates.EndBatch();
             _dedupe.EndBatch();
         }
-        preparedMeters.Clear(); // drops the series references
         _stagedCount = 0;
         _stageBytes = 0;
     }
