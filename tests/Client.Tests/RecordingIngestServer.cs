@@ -60,6 +60,25 @@ public sealed class RecordingIngestServer : IAsyncDisposable
         return server;
     }
 
+    /// <summary>Sets up <paramref name="fault"/> at request <paramref name="atRequest"/>: the stream fails with UNAVAILABLE
+    /// or is reset there; for a restart, replies are held (requests recorded, never acknowledged) until the test
+    /// restarts the server.</summary>
+    public void Arm(StreamFault fault, int atRequest)
+    {
+        switch (fault)
+        {
+            case StreamFault.AbortWithUnavailable:
+                AbortStreamAtRequest = atRequest;
+                break;
+            case StreamFault.ResetStream:
+                ResetStreamAtRequest = atRequest;
+                break;
+            default:
+                HoldReplies();
+                break;
+        }
+    }
+
     /// <summary>The next <paramref name="count"/> requests fail the stream with RESOURCE_EXHAUSTED, unrecorded.</summary>
     public void FailWithResourceExhausted(int count) => Volatile.Write(ref _resourceExhaustedRemaining, count);
 
@@ -216,4 +235,12 @@ public sealed class RecordingIngestServer : IAsyncDisposable
             }
         }
     }
+}
+
+/// <summary>How a stream fails midway in the resend tests (<see cref="RecordingIngestServer.Arm"/>).</summary>
+public enum StreamFault
+{
+    AbortWithUnavailable,
+    ResetStream,
+    RestartServer,
 }

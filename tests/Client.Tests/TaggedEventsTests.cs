@@ -70,13 +70,6 @@ public sealed class TaggedEventsTests : IAsyncLifetime
         Assert.Equal(acknowledgedIds.Order(), _server.EventsById.Keys.Order());
     }
 
-    public enum StreamFault
-    {
-        AbortWithUnavailable,
-        ResetStream,
-        RestartServer,
-    }
-
     [Theory]
     [InlineData(StreamFault.AbortWithUnavailable)]
     [InlineData(StreamFault.ResetStream)]
@@ -84,18 +77,7 @@ public sealed class TaggedEventsTests : IAsyncLifetime
     public async Task EnqueueTaggedAsync_StreamFailsMidwayAndBatchesAreResent_EachTagReportedAcknowledgedOnce(StreamFault fault)
     {
         const int Events = 3000;
-        if (fault == StreamFault.AbortWithUnavailable)
-        {
-            _server.AbortStreamAtRequest = 5;
-        }
-        else if (fault == StreamFault.ResetStream)
-        {
-            _server.ResetStreamAtRequest = 5;
-        }
-        else
-        {
-            _server.HoldReplies(); // requests are recorded (durable) but never acknowledged before the restart
-        }
+        _server.Arm(fault, atRequest: 5);
         var reports = new Reports();
         await using var client = CreateClient(reports, o => o.MaxBatchEvents = 50);
 

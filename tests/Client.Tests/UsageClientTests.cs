@@ -174,13 +174,6 @@ public sealed class UsageClientTests : IAsyncLifetime
         Assert.Equal(2, client.Counters.EventsAcknowledged);
     }
 
-    public enum StreamFault
-    {
-        AbortWithUnavailable,
-        ResetStream,
-        RestartServer,
-    }
-
     [Theory]
     [InlineData(StreamFault.AbortWithUnavailable)]
     [InlineData(StreamFault.ResetStream)]
@@ -188,18 +181,7 @@ public sealed class UsageClientTests : IAsyncLifetime
     public async Task EnqueueAsync_StreamFailsMidway_EveryEventArrivesAndDuplicatesAreIdenticalResends(StreamFault fault)
     {
         const int Events = 3000;
-        if (fault == StreamFault.AbortWithUnavailable)
-        {
-            _server.AbortStreamAtRequest = 5;
-        }
-        else if (fault == StreamFault.ResetStream)
-        {
-            _server.ResetStreamAtRequest = 5;
-        }
-        else
-        {
-            _server.HoldReplies(); // requests are recorded (durable) but never acknowledged before the restart
-        }
+        _server.Arm(fault, atRequest: 5);
         await using var client = CreateClient(o => o.MaxBatchEvents = 50);
 
         var ids = new List<string>();

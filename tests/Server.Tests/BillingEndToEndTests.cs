@@ -639,9 +639,9 @@ public sealed class BillingEndToEndTests(BillingFixture fixture, ITestOutputHelp
         var from = now.AddMinutes(-3) < monthStart ? monthStart : now.AddMinutes(-3);
 
         await fixture.Api.IngestAsync(Calls("c", "a", 85, from), batchSize: 100, key);
-        Assert.True(await EventuallyAsync(() => receiver.Received.Count >= 1), "no 80% announcement");
+        Assert.True(await Wait.UntilAsync(() => receiver.Received.Count >= 1), "no 80% announcement");
         await fixture.Api.IngestAsync(Calls("c", "b", 20, from.AddMinutes(1)), batchSize: 100, key);
-        Assert.True(await EventuallyAsync(() => receiver.Received.Count >= 2), "no 100% announcement");
+        Assert.True(await Wait.UntilAsync(() => receiver.Received.Count >= 2), "no 100% announcement");
         await fixture.Api.IngestAsync(Calls("c", "c", 50, from.AddMinutes(2)), batchSize: 100, key);
         await Task.Delay(1000); // five more checks: nothing is announced twice
 
@@ -650,18 +650,6 @@ public sealed class BillingEndToEndTests(BillingFixture fixture, ITestOutputHelp
         Assert.All(events, e => Assert.Equal("c", e["customer"]!.GetValue<string>()));
         // The check may run while the 85 calls are being applied: the usage it announces is at least the threshold.
         Assert.InRange(decimal.Parse(events.Single(e => e["threshold"]!.GetValue<int>() == 80)["usage"]!.GetValue<string>(), CultureInfo.InvariantCulture), 80m, 85m);
-    }
-
-    private static async Task<bool> EventuallyAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-                return false;
-            await Task.Delay(50);
-        }
-        return true;
     }
 
     [Fact]

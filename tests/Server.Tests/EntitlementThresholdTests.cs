@@ -73,7 +73,7 @@ public sealed class EntitlementThresholdTests(ThresholdFixture fixture) : IClass
         Assert.Equal(("105", "100"), (a100["usage"]!.GetValue<string>(), a100["limit"]!.GetValue<string>()));
 
         // Each event reaches the endpoint once (every answer is 200, so nothing is sent again).
-        Assert.True(await EventuallyAsync(() => _receiver.Received.Count >= events.Count), $"{_receiver.Received.Count} of {events.Count} delivered");
+        Assert.True(await Wait.UntilAsync(() => _receiver.Received.Count >= events.Count), $"{_receiver.Received.Count} of {events.Count} delivered");
         Assert.Equal(events.Select(e => e["id"]!.GetValue<string>()).Order(StringComparer.Ordinal),
             _receiver.Received.Select(r => r.EventId!).Order(StringComparer.Ordinal));
     }
@@ -274,18 +274,6 @@ public sealed class EntitlementThresholdTests(ThresholdFixture fixture) : IClass
 
     private static string Announcement(JsonNode e)
         => $"{e["data"]!["customer"]!.GetValue<string>()}:{e["data"]!["meter"]!.GetValue<string>()}:{e["data"]!["threshold"]!.GetValue<int>()}";
-
-    private static async Task<bool> EventuallyAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-                return false;
-            await Task.Delay(50);
-        }
-        return true;
-    }
 
     private static async Task<JsonNode> PostOkAsync(InProcessServer server, string path, object body, string key = AdminKey)
     {
