@@ -3,6 +3,7 @@ using AlphaMesh.BillingApi;
 using AlphaMesh.Core;
 using AlphaMesh.Ingest;
 using AlphaMesh.Server.Internal;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace AlphaMesh.Server;
@@ -36,6 +37,10 @@ public static class AlphaMeshHost
             kestrel.Limits.MaxRequestBodySize = null; // each endpoint enforces its own limit
             kestrel.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http1AndHttp2);
         });
+
+        // Kestrel's sockets and pipes take their memory from this pool: 64 KiB blocks, so one receive call reads up
+        // to 64 KiB of a batch instead of 4 KiB.
+        builder.Services.AddSingleton<IMemoryPoolFactory<byte>, LargeBlockMemoryPoolFactory>();
 
         ReserveThreadsForBlockingLogWrites();
 

@@ -77,6 +77,31 @@ public sealed class HttpIngestTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Post_BatchAndReplyOfManyTransportBlocks_EveryEventAcceptedOrRejectedByIndex()
+    {
+        // About 1 MiB in and some 300 KiB out (a rejection for three events in four): both span several of the
+        // transport's 64 KiB memory blocks, so the request is read by several receives and the reply sent from
+        // several segments.
+        var body = "[" + string.Join(",", Enumerable.Range(0, 8000).Select(i => i % 4 == 0
+            ? $$$"""{"id":"big-{{{i}}}","source":"s","type":"api_call","subject":"c{{{i % 97}}}","time":"{{{Now}}}","data":{"n":{{{i}}},"pad":"{{{new string('p', 100)}}}"}}"""
+            : $$$"""{"id":"big-{{{i}}}","source":"s","type":"api_call","subject":"c1","time":"2001-01-01T00:00:00Z"}""")) + "]";
+        Assert.True(body.Length > 900_000);
+
+        using var response = await PostAsync(body, "application/json");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(text.Length > 3 * 64 * 1024, $"the reply is {text.Length} bytes");
+        using var reply = JsonDocument.Parse(text);
+        Assert.Equal(2000, reply.RootElement.GetProperty("accepted").GetInt32());
+        var rejected = reply.RootElement.GetProperty("rejected").EnumerateArray()
+            .Select(r => (r.GetProperty("index").GetInt32(), r.GetProperty("code").GetString())).ToArray();
+        Assert.Equal(Enumerable.Range(0, 8000).Where(i => i % 4 != 0).Select(i => (i, (string?)"time_too_old")), rejected);
+        var logged = (await _server.StopAndReadLogAsync()).Select(e => e.Id).Order(StringComparer.Ordinal);
+        Assert.Equal(Enumerable.Range(0, 2000).Select(k => $"big-{4 * k}").Order(StringComparer.Ordinal), logged);
+    }
+
+    [Fact]
     public async Task Post_NoKey_Unauthorized()
     {
         using var response = await PostAsync("[]", "application/json", key: null);
