@@ -305,6 +305,44 @@ public sealed class ProtobufBatchParserTests
     }
 
     [Fact]
+    public void TryParse_RandomDataKeys_RejectsExactlyTheEventsWithARepeatedKeyNamingIt()
+    {
+        // Up to 8 entries the duplicate check compares pairs, beyond that it hashes: both against a set per event.
+        Assert.Equal(8, EventEncoder.PairwiseDuplicateCheckEntries);
+        var random = new Random(3);
+        var events = new List<byte[]>();
+        var expected = new List<(int Index, string Key)>();
+        for (int i = 0; i < 2000; i++)
+        {
+            var e = WireBuilder.Event(id: "dup-" + i);
+            int count = random.Next(0, 20);
+            var seen = new HashSet<string>();
+            string? firstRepeat = null;
+            for (int k = 0; k < count; k++)
+            {
+                // A small alphabet of keys, some of them prefixes of others, so that repeats are common.
+                string key = random.Next(4) switch { 0 => "k", 1 => "k" + random.Next(30), 2 => "key" + random.Next(30), _ => "kk" + random.Next(30) };
+                if (!seen.Add(key))
+                    firstRepeat ??= key;
+                e.Message(5, WireBuilder.Entry(key, "v"));
+            }
+            events.Add(e.ToArray());
+            if (firstRepeat is not null)
+                expected.Add((i, firstRepeat));
+        }
+        var batch = EncodedBatch.Rent(Partitions);
+
+        Assert.True(Parse(RawRequest([.. events]), batch, out var error), error);
+
+        var rejections = batch.Rejections.ToArray();
+        Assert.Equal(expected.Select(x => x.Index), rejections.Select(r => r.Index));
+        Assert.All(rejections, r => Assert.Equal(RejectionCodes.DuplicateDataKey, r.Code));
+        Assert.All(rejections.Zip(expected), pair => Assert.Contains($"'{pair.Second.Key}' appears more than once", pair.First.Message, StringComparison.Ordinal));
+        Assert.True(expected.Count is > 200 and < 1800, $"{expected.Count} of 2000 events repeat a key");
+        batch.Return();
+    }
+
+    [Fact]
     public void TryParse_ManyBadEventsAmongGoodOnes_IndicesAndCountsRight()
     {
         var events = new List<byte[]>();

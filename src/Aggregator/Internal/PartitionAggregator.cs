@@ -841,6 +841,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     /// <summary>A decimal number as ingest keeps it: the exact text, optionally with a sign, a fraction and an exponent.</summary>
     internal static bool TryParseDecimal(ReadOnlySpan<byte> text, out decimal value)
     {
+        if (DecimalText.TryParseSimple(text, out value))
+            return true;
         if (Utf8Parser.TryParse(text, out value, out int consumed) && consumed == text.Length)
             return true;
         return Utf8Parser.TryParse(text, out value, out consumed, 'E') && consumed == text.Length && text.Length > 0;

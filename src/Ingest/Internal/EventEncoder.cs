@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Text;
-using System.Text.Unicode;
 using AlphaMesh.Core;
 
 namespace AlphaMesh.Ingest.Internal;
@@ -110,6 +109,9 @@ internal static class EventEncoder
         batch.CommitRecord(written, partition);
     }
 
+    /// <summary>Up to this many data entries the duplicate-key check compares keys pair by pair (at most 28 pairs).</summary>
+    internal const int PairwiseDuplicateCheckEntries = 8;
+
     private static Problem Validate(EncodedBatch batch, ReadOnlySpan<byte> source, in EventDraft draft, ReadOnlySpan<DataSlot> entries,
         in EventChecks checks, out int entry, out long eventTime, out int dataBytes)
     {
@@ -144,7 +146,7 @@ internal static class EventEncoder
             ref readonly var slot = ref entries[i];
             var key = slot.Key.Of(source);
             var value = slot.Value.Of(source);
-            if (!Utf8.IsValid(key))
+            if (!Utf8Text.IsValid(key))
                 return Problem.KeyNotUtf8;
             if (key.IsEmpty)
                 return Problem.EmptyKey;
@@ -152,7 +154,7 @@ internal static class EventEncoder
                 return Problem.KeyTooLong;
             if (slot.Kind is DataValueKind.Null or DataValueKind.Object or DataValueKind.Array)
                 return Problem.ValueNotData;
-            if (!Utf8.IsValid(value))
+            if (!Utf8Text.IsValid(value))
                 return Problem.ValueNotUtf8;
             if (value.Length > limits.MaxDataValueBytes)
                 return Problem.ValueTooLong;
@@ -173,7 +175,7 @@ internal static class EventEncoder
             return missing;
         if (value.Length > limit)
             return missing + 1;
-        if (!Utf8.IsValid(value))
+        if (!Utf8Text.IsValid(value))
             return missing + 2;
         return Problem.None;
     }
@@ -203,12 +205,26 @@ internal static class EventEncoder
         return Problem.None;
     }
 
-    /// <summary>The index of the first entry whose key an earlier entry has, or -1. An open-addressing
-    /// table of entry numbers keyed by a hash of the key: linear in the entry count, no allocation.</summary>
+    /// <summary>The index of the first entry whose key an earlier entry has, or -1. A few entries (the usual
+    /// event) are compared pair by pair, which is cheaper than hashing their keys; more go through an
+    /// open-addressing table of entry numbers keyed by a hash of the key: linear in the entry count, no allocation.</summary>
     private static int FindDuplicateKey(EncodedBatch batch, ReadOnlySpan<byte> source, ReadOnlySpan<DataSlot> entries)
     {
         if (entries.Length < 2)
             return -1;
+        if (entries.Length <= PairwiseDuplicateCheckEntries)
+        {
+            for (int i = 1; i < entries.Length; i++)
+            {
+                var key = entries[i].Key.Of(source);
+                for (int j = 0; j < i; j++)
+                {
+                    if (entries[j].Key.Of(source).SequenceEqual(key))
+                        return i;
+                }
+            }
+            return -1;
+        }
         // At most half full, so probes stay short.
         int size = (int)BitOperations.RoundUpToPowerOf2((uint)entries.Length * 2);
         var table = batch.KeyTable(size);

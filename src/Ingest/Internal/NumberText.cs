@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text;
+using AlphaMesh.Core;
 
 namespace AlphaMesh.Ingest.Internal;
 
@@ -27,7 +28,7 @@ internal static class NumberText
         => (kind == DataValueKind.Number || ClaimsToBeNumber(value)) && !IsFiniteDecimal(value);
 
     public static bool IsFiniteDecimal(ReadOnlySpan<byte> value)
-        => decimal.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out _);
+        => DecimalText.TryParseSimple(value, out _) || decimal.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out _);
 
     public static bool ClaimsToBeNumber(ReadOnlySpan<byte> value)
     {
