@@ -18,8 +18,18 @@ public sealed class EventLogOptions
     /// <summary>Log page size, a power of two.</summary>
     public int PageSizeBytes { get; set; } = 8 << 20;
 
-    /// <summary>Segment file size, a power of two.</summary>
-    public long SegmentSizeBytes { get; set; } = 1L << 30;
+    /// <summary>Segment file size, a power of two; null means <see cref="DefaultSegmentSizeBytes"/> for a new log and
+    /// the recorded size for an existing one. Fixed once the log exists: a segment file is named by the addresses
+    /// it holds.</summary>
+    public long? SegmentSizeBytes { get; set; }
+
+    /// <summary>The segment size of a new log. With 1 GiB segments the ingest rate fell by about a fifth once a
+    /// segment grew past a few hundred MiB; 256 MiB segments kept it (benchmarks/RESULTS.md, "Latest").</summary>
+    public const long DefaultSegmentSizeBytes = 256L << 20;
+
+    /// <summary>The segment size of logs whose manifest does not record one: the default of the versions that
+    /// wrote such manifests.</summary>
+    public const long UnrecordedSegmentSizeBytes = 1L << 30;
 
     public int ResolvePartitions() => Partitions > 0 ? Partitions : Environment.ProcessorCount;
 }

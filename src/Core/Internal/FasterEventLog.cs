@@ -19,13 +19,16 @@ internal sealed class FasterEventLog : IEventLog
     /// so that uncommitted data can be observed.</param>
     public static FasterEventLog Open(EventLogOptions options, bool backgroundCommit)
     {
-        var settings = Validate(options);
+        Validate(options);
         string root = Path.GetFullPath(options.Directory);
         bool existed = System.IO.Directory.Exists(root);
         System.IO.Directory.CreateDirectory(root);
         if (!existed)
             DirectorySync.Flush(Path.GetDirectoryName(root) ?? root);
-        int count = LogManifest.OpenOrCreate(root, options.Partitions, Environment.ProcessorCount);
+        var layout = LogManifest.OpenOrCreate(root, options.Partitions, Environment.ProcessorCount, options.SegmentSizeBytes);
+        // The segment size an existing log records is the one it was made with.
+        var settings = Validate(options, layout.SegmentBytes);
+        int count = layout.Partitions;
 
         var partitions = new FasterPartitionLog[count];
         try
@@ -72,8 +75,9 @@ internal sealed class FasterEventLog : IEventLog
         await Task.WhenAll(closes).ConfigureAwait(false);
     }
 
-    /// <summary>Checks the options and translates the sizes into FASTER's bit settings.</summary>
-    internal static PartitionSettings Validate(EventLogOptions options)
+    /// <summary>Checks the options and translates the sizes into FASTER's bit settings, with
+    /// <paramref name="segmentBytes"/> (the log's own) in place of the configured segment size when given.</summary>
+    internal static PartitionSettings Validate(EventLogOptions options, long? segmentBytes = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (string.IsNullOrWhiteSpace(options.Directory))
@@ -85,7 +89,8 @@ internal sealed class FasterEventLog : IEventLog
 
         int pageBits = Bits(options.PageSizeBytes, nameof(options.PageSizeBytes));
         int memoryBits = Bits(options.MemoryBytesPerPartition, nameof(options.MemoryBytesPerPartition));
-        int segmentBits = Bits(options.SegmentSizeBytes, nameof(options.SegmentSizeBytes));
+        segmentBytes ??= options.SegmentSizeBytes ?? EventLogOptions.DefaultSegmentSizeBytes;
+        int segmentBits = Bits(segmentBytes.Value, nameof(options.SegmentSizeBytes));
         // FASTER writes whole 512-byte sectors; a page smaller than 4 KB only adds overhead.
         if (pageBits < 12)
             throw new ArgumentException($"EventLog.PageSizeBytes must be at least 4096, not {options.PageSizeBytes}.", nameof(options));
@@ -96,7 +101,7 @@ internal sealed class FasterEventLog : IEventLog
                 nameof(options));
         if (segmentBits < pageBits)
             throw new ArgumentException(
-                $"EventLog.SegmentSizeBytes ({options.SegmentSizeBytes}) must be at least EventLog.PageSizeBytes ({options.PageSizeBytes}).",
+                $"EventLog.SegmentSizeBytes ({segmentBytes}) must be at least EventLog.PageSizeBytes ({options.PageSizeBytes}).",
                 nameof(options));
         return new PartitionSettings(pageBits, memoryBits, segmentBits, options.CommitInterval);
     }

@@ -62,6 +62,86 @@ public sealed class FasterEventLogTests : EventLogContractTests
         Assert.Equal(3, log.PartitionCount);
     }
 
+    [Fact]
+    public void Open_NewDirectoryWithoutSegmentSize_RecordsTheDefault()
+    {
+        var options = Options(1);
+        options.SegmentSizeBytes = null;
+
+        TrackForDispose(EventLogFactory.OpenFasterLog(options));
+
+        Assert.Contains($"segmentBytes={EventLogOptions.DefaultSegmentSizeBytes}", ReadManifest(), StringComparison.Ordinal);
+        Assert.Equal(256L << 20, EventLogOptions.DefaultSegmentSizeBytes);
+    }
+
+    [Fact]
+    public async Task Open_ExistingLogWithoutSegmentSizeSetting_UsesItsOwnAcrossSegments()
+    {
+        // 64 KiB segments recorded; reopened with no setting, the log must read every record in every segment back.
+        var options = Options(1);
+        options.SegmentSizeBytes = 64 << 10;
+        var log = EventLogFactory.OpenFasterLog(options);
+        var ends = new List<long>();
+        for (int i = 0; i < 3000; i++)
+            ends.Add(await AppendAsync(log.GetPartition(0), TestBatch.Of(Record(0, i))));
+        await log.GetPartition(0).WaitForCommitAsync(ends[^1]);
+        await log.DisposeAsync();
+        Assert.True(Directory.GetFiles(Path.Combine(_directory, "p0"), "log.*").Length >= 3, "the records span several segments");
+
+        options.SegmentSizeBytes = null;
+        var reopened = EventLogFactory.OpenFasterLog(options);
+        TrackForDispose(reopened);
+
+        var read = ReadAll(reopened.GetPartition(0), reopened.GetPartition(0).BeginPosition);
+        Assert.Equal(Enumerable.Range(0, 3000).Select(i => Record(0, i)), read.Select(r => r.Bytes));
+        Assert.Contains("segmentBytes=65536", ReadManifest(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Open_ExistingLogWithAnotherSegmentSizeConfigured_ThrowsNamingBoth()
+    {
+        var options = Options(1);
+        options.SegmentSizeBytes = 64 << 10;
+        await EventLogFactory.OpenFasterLog(options).DisposeAsync();
+
+        options.SegmentSizeBytes = 128 << 10;
+        var error = Assert.Throws<InvalidOperationException>(() => EventLogFactory.OpenFasterLog(options));
+
+        Assert.Contains("segments of 65536 bytes", error.Message, StringComparison.Ordinal);
+        Assert.Contains("EventLog.SegmentSizeBytes is 131072", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(null, 1L << 30)] // the default of the versions that wrote such manifests
+    [InlineData(256L << 10, 256L << 10)] // the size that was configured then, and still is
+    public async Task Open_ManifestWithoutSegmentSize_CompletesItWithTheSizeTheLogWasMadeWith(long? configured, long expected)
+    {
+        await OpenLog(1).DisposeAsync();
+        string path = Path.Combine(_directory, LogManifest.FileName);
+        File.WriteAllLines(path, File.ReadAllLines(path).Where(line => !line.StartsWith("segmentBytes=", StringComparison.Ordinal)));
+        var options = Options(1);
+        options.SegmentSizeBytes = configured;
+
+        TrackForDispose(EventLogFactory.OpenFasterLog(options));
+
+        Assert.Contains($"segmentBytes={expected}", ReadManifest(), StringComparison.Ordinal);
+        Assert.Contains("partitions=1", ReadManifest(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Open_DamagedSegmentSizeInManifest_ThrowsNamingTheValue()
+    {
+        await OpenLog(1).DisposeAsync();
+        string path = Path.Combine(_directory, LogManifest.FileName);
+        File.WriteAllText(path, File.ReadAllText(path).Replace("segmentBytes=262144", "segmentBytes=lots", StringComparison.Ordinal));
+
+        var error = Assert.Throws<InvalidOperationException>(() => EventLogFactory.OpenFasterLog(Options(1)));
+
+        Assert.Contains("segmentBytes 'lots'", error.Message, StringComparison.Ordinal);
+    }
+
+    private string ReadManifest() => File.ReadAllText(Path.Combine(_directory, LogManifest.FileName));
+
     [Theory]
     [InlineData(3000, 1 << 20, 1 << 20)]
     [InlineData(4096, 3 << 20, 1 << 20)]
