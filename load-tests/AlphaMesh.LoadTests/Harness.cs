@@ -54,10 +54,12 @@ internal static class Harness
         bool flushed = false;
         ExactnessFigures? exactness = null;
         Tick? measureStart = null, measureEnd = null;
+        long loadStarted = 0;
         try
         {
             async Task DriveAsync()
             {
+                loadStarted = System.Diagnostics.Stopwatch.GetTimestamp();
                 load.Start();
                 sampler.Start();
                 for (int i = 0; i < (int)Math.Ceiling(options.WarmupSeconds); i++)
@@ -95,9 +97,11 @@ internal static class Harness
         if (server.Running)
         {
             var (after, took) = await api.ReadUsageAsync(tenants, usageFrom, usageTo).ConfigureAwait(false);
+            double sinceLoadStart = System.Diagnostics.Stopwatch.GetElapsedTime(loadStarted).TotalSeconds;
             var result = ExactnessResult.Compare(load.ExpectedSeries(), ExactnessResult.Subtract(after, baseline));
-            exactness = new ExactnessFigures(result.Lost, result.Doubled, result.Mismatched, result.Series, result.Events, Math.Round(took.TotalMilliseconds), result.Examples);
-            output.WriteLine($"EXACTNESS {result.Summary}; the usage query answered {took.TotalMilliseconds:N0} ms after the last reply");
+            exactness = new ExactnessFigures(result.Lost, result.Doubled, result.Mismatched, result.Series, result.Events, Math.Round(took.TotalMilliseconds), result.Examples,
+                Math.Round(result.Events / sinceLoadStart));
+            output.WriteLine($"EXACTNESS {result.Summary}; the usage query answered {took.TotalMilliseconds:N0} ms after the last reply, {sinceLoadStart:N1} s after the load started");
             foreach (string example in result.Examples)
                 output.WriteLine("  " + example);
             if (!result.Exact)
@@ -254,7 +258,10 @@ internal static class Harness
         foreach (var g in r.Growth)
             output.WriteLine(Inv($"RESULT growth of {g.Figure}: first {g.First:N1}, last {g.Last:N1}, peak {g.Peak:N1}, slope {g.SlopePerMinute:+0.00;-0.00;0} per minute"));
         if (r.Exactness is { } x)
+        {
             output.WriteLine(Inv($"RESULT exactness: lost {x.Lost}, doubled {x.Doubled}, mismatched {x.Mismatched} ({x.Series:N0} series, {x.Events:N0} events)"));
+            output.WriteLine(Inv($"RESULT acknowledged and aggregated: {x.AggregatedPerSecond:N0} events/s (every acknowledged event, from the load's start until the usage query counted them all)"));
+        }
         output.WriteLine(r.Passed ? "PASSED" : "FAILED: " + string.Join("; ", r.Failures));
     }
 

@@ -21,8 +21,12 @@ internal sealed record LatencySummary(long Batches, double? P50, double? P90, do
 internal sealed record ServerFigures(double? CpuSeconds, double? CpuCores, double ClientCpuSeconds, double? PeakRssMiB,
     double? DataDirectoryMiBStart, double? DataDirectoryMiBEnd, int? ExitCode, IReadOnlyList<string> LoggedErrors);
 
-/// <summary>The exactness check and how long the usage query waited for aggregation after the last reply.</summary>
-internal sealed record ExactnessFigures(long Lost, long Doubled, long Mismatched, int Series, long Events, double UsageQueryMs, IReadOnlyList<string> Examples);
+/// <summary>The exactness check and how long the usage query waited for aggregation after the last reply.
+/// <see cref="AggregatedPerSecond"/> is every event acknowledged in the run divided by the time from the load's start
+/// to the usage query's answer, which counted all of them: the rate at which events were both durable and aggregated
+/// (ingest alone may run ahead while the aggregators fall behind).</summary>
+internal sealed record ExactnessFigures(long Lost, long Doubled, long Mismatched, int Series, long Events, double UsageQueryMs, IReadOnlyList<string> Examples,
+    double AggregatedPerSecond = 0);
 
 /// <summary>How far the open-model producers were behind their schedule: events, and seconds of the rate then.</summary>
 internal sealed record ScheduleLagFigures(long Events, double Seconds);
@@ -170,7 +174,7 @@ internal static class ReportWriter
         md.AppendLine();
         if (r.Exactness is { } x)
         {
-            md.AppendLine(Inv($"**lost {x.Lost}, doubled {x.Doubled}, mismatched {x.Mismatched}** over {x.Series:N0} series ({x.Events:N0} events acknowledged, per tenant, customer and meter: `{LoadMeters.Calls}` COUNT, `{LoadMeters.Tokens}` SUM, `{LoadMeters.TokensByModel}` SUM by model). The usage query answered {x.UsageQueryMs:N0} ms after the last reply (it waits for aggregation to catch up)."));
+            md.AppendLine(Inv($"**lost {x.Lost}, doubled {x.Doubled}, mismatched {x.Mismatched}** over {x.Series:N0} series ({x.Events:N0} events acknowledged, per tenant, customer and meter: `{LoadMeters.Calls}` COUNT, `{LoadMeters.Tokens}` SUM, `{LoadMeters.TokensByModel}` SUM by model). The usage query answered {x.UsageQueryMs:N0} ms after the last reply (it waits for aggregation to catch up); acknowledged and aggregated: {x.AggregatedPerSecond:N0} events/s from the load's start to that answer."));
             foreach (var example in x.Examples)
                 md.AppendLine($"- {example}");
         }

@@ -134,9 +134,11 @@ public sealed class ReportTests : IDisposable
         Assert.Equal(2, root.GetProperty("errorsByCode").GetProperty("rejected:time_in_future").GetInt64());
         Assert.Equal(3, root.GetProperty("timeline").GetArrayLength());
         Assert.Equal(25.5, root.GetProperty("latency").GetProperty("p99").GetDouble());
+        Assert.Equal(398, root.GetProperty("exactness").GetProperty("aggregatedPerSecond").GetDouble());
         string md = File.ReadAllText(Path.Combine(directory, "report.md"));
         Assert.Contains("# Load run: spike — passed", md, StringComparison.Ordinal);
         Assert.Contains("**lost 0, doubled 0, mismatched 0**", md, StringComparison.Ordinal);
+        Assert.Contains("acknowledged and aggregated: 398 events/s", md, StringComparison.Ordinal);
         Assert.Contains("| spike x10 | 10 | 200,000 | 199,000 |", md, StringComparison.Ordinal);
         Assert.Contains("![reply latency and rates per second](latency.svg)", md, StringComparison.Ordinal);
         string command = File.ReadAllText(Path.Combine(directory, "command.txt"));
@@ -214,7 +216,7 @@ public sealed class ReportTests : IDisposable
         Latency = new LatencySummary(20, 3.5, 10, 25.5, 30, 31),
         ErrorsByCode = new SortedDictionary<string, long> { ["rejected:time_in_future"] = 2 },
         Server = new ServerFigures(10, 0.33, 4, 300, 190, 200, 0, []),
-        Exactness = new ExactnessFigures(0, 0, 0, 10, 12_345, 20, []),
+        Exactness = new ExactnessFigures(0, 0, 0, 10, 12_345, 20, [], AggregatedPerSecond: 398),
         Phases = [new PhaseStats("spike x10", 200_000, 10, 2_000_000, 1_990_000, 0, 0, 2000, 3, 20, 25, 30)],
         Marks = [new Mark(10, "spike x10")],
         Timeline = [Point(1, false, 1, 2, 3, 4), Point(2, true, 1, 2, 3, 4), Point(3, true, null, null, 3, 0)],
