@@ -48,7 +48,7 @@ public sealed class LargeBlockMemoryPoolTests
     [Fact]
     public void Return_BeyondTheRetentionLimit_DropsTheBlock()
     {
-        using var pool = new LargeBlockMemoryPool(blockSize: 4096, maxRetainedBlocks: 2);
+        using var pool = new LargeBlockMemoryPool(blockSize: 4096, new RetentionLimit(2));
         var owners = Enumerable.Range(0, 5).Select(_ => pool.Rent()).ToList();
         var arrays = owners.Select(o => Array(o.Memory)).ToList();
 
@@ -58,6 +58,37 @@ public sealed class LargeBlockMemoryPoolTests
         var reused = new[] { Array(pool.Rent().Memory), Array(pool.Rent().Memory), Array(pool.Rent().Memory) };
         Assert.Equal(2, reused.Count(a => arrays.Contains(a))); // the third is a new block
         Assert.Equal(0, pool.RetainedBlocks);
+    }
+
+    [Fact]
+    public void Return_PoolsFromOneFactory_ShareOneRetentionLimit()
+    {
+        var limit = new RetentionLimit(3);
+        using var first = new LargeBlockMemoryPool(blockSize: 4096, limit);
+        using var second = new LargeBlockMemoryPool(blockSize: 4096, limit);
+        var owners = new[] { first.Rent(), first.Rent(), second.Rent(), second.Rent() };
+
+        foreach (var owner in owners)
+            owner.Dispose();
+
+        Assert.Equal(3, limit.Count);
+        Assert.Equal(3, first.RetainedBlocks);
+        first.Rent();
+        Assert.Equal(2, second.RetainedBlocks);
+    }
+
+    [Fact]
+    public void Create_TheServersFactory_PoolsOfDefaultBlocksUnderOneLimit()
+    {
+        var factory = new LargeBlockMemoryPoolFactory();
+        using var first = factory.Create();
+        using var second = factory.Create();
+
+        first.Rent().Dispose();
+        second.Rent().Dispose();
+
+        Assert.Equal(LargeBlockMemoryPool.DefaultBlockSize, first.MaxBufferSize);
+        Assert.Equal(2, ((LargeBlockMemoryPool)first).RetainedBlocks);
     }
 
     [Fact]
@@ -93,7 +124,7 @@ public sealed class LargeBlockMemoryPoolTests
     [Fact]
     public async Task RentAndReturn_ManyThreadsAtOnce_NeverHandsOneBlockToTwoRenters()
     {
-        using var pool = new LargeBlockMemoryPool(blockSize: 4096, maxRetainedBlocks: 8);
+        using var pool = new LargeBlockMemoryPool(blockSize: 4096, new RetentionLimit(8));
         long clashes = 0;
 
         // Each renter writes its own mark into the whole block, yields, and checks the mark is still whole.

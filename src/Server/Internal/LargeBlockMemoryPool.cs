@@ -5,18 +5,42 @@ using Microsoft.AspNetCore.Connections;
 
 namespace AlphaMesh.Server.Internal;
 
-/// <summary>Gives Kestrel (its sockets and pipes) a <see cref="LargeBlockMemoryPool"/> instead of its own pool.</summary>
+/// <summary>Gives Kestrel (its sockets and pipes) a <see cref="LargeBlockMemoryPool"/> instead of its own pool.
+/// Kestrel asks for several (four in this server: one per listener and more); they share one retention limit, so
+/// that blocks kept for reuse stay within <see cref="LargeBlockMemoryPool.DefaultMaxRetainedBlocks"/> in all.</summary>
 internal sealed class LargeBlockMemoryPoolFactory : IMemoryPoolFactory<byte>
 {
-    public MemoryPool<byte> Create(MemoryPoolOptions? options = null) => new LargeBlockMemoryPool();
+    private readonly RetentionLimit _retained = new(LargeBlockMemoryPool.DefaultMaxRetainedBlocks);
+
+    public MemoryPool<byte> Create(MemoryPoolOptions? options = null) => new LargeBlockMemoryPool(retained: _retained);
+}
+
+/// <summary>How many returned blocks the pools that share it may keep for reuse.</summary>
+internal sealed class RetentionLimit(int maxBlocks)
+{
+    private int _count;
+
+    public int MaxBlocks { get; } = maxBlocks >= 0 ? maxBlocks : throw new ArgumentOutOfRangeException(nameof(maxBlocks));
+
+    public int Count => Volatile.Read(ref _count);
+
+    public bool TryTake()
+    {
+        if (Interlocked.Increment(ref _count) <= MaxBlocks)
+            return true;
+        Interlocked.Decrement(ref _count);
+        return false;
+    }
+
+    public void Release() => Interlocked.Decrement(ref _count);
 }
 
 /// <summary>
 /// A pool of pinned 64 KiB blocks. Kestrel's own pool hands out 4 KiB blocks, and a socket receive fills at most
 /// the rest of one block, so a 1,000-event ingest batch (about 130 KiB) took some 60 receive calls, each after a
 /// one-byte peek; with 64 KiB blocks it takes a few (benchmarks/RESULTS.md, "Latest"). A block is pinned for
-/// its whole life, so socket I/O needs no pin per call. Returned blocks are kept for reuse up to
-/// <see cref="MaxRetainedBlocks"/>; beyond that they are left to the garbage collector.
+/// its whole life, so socket I/O needs no pin per call. Returned blocks are kept for reuse within a
+/// <see cref="RetentionLimit"/>; beyond it they are left to the garbage collector.
 /// </summary>
 internal sealed class LargeBlockMemoryPool : MemoryPool<byte>
 {
@@ -25,23 +49,22 @@ internal sealed class LargeBlockMemoryPool : MemoryPool<byte>
 
     private readonly ConcurrentQueue<Block> _free = new();
     private readonly int _blockSize;
-    private int _retained;
+    private readonly RetentionLimit _retained;
     private volatile bool _disposed;
 
-    public LargeBlockMemoryPool(int blockSize = DefaultBlockSize, int maxRetainedBlocks = DefaultMaxRetainedBlocks)
+    /// <param name="blockSize">The size of every block.</param>
+    /// <param name="retained">The limit this pool shares with others; null: its own of <see cref="DefaultMaxRetainedBlocks"/>.</param>
+    public LargeBlockMemoryPool(int blockSize = DefaultBlockSize, RetentionLimit? retained = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(blockSize, 4096);
-        ArgumentOutOfRangeException.ThrowIfNegative(maxRetainedBlocks);
         _blockSize = blockSize;
-        MaxRetainedBlocks = maxRetainedBlocks;
+        _retained = retained ?? new RetentionLimit(DefaultMaxRetainedBlocks);
     }
 
     public override int MaxBufferSize => _blockSize;
 
-    public int MaxRetainedBlocks { get; }
-
-    /// <summary>Blocks returned and kept for reuse.</summary>
-    public int RetainedBlocks => Volatile.Read(ref _retained);
+    /// <summary>Blocks returned and kept for reuse, by this pool and the others that share its limit.</summary>
+    public int RetainedBlocks => _retained.Count;
 
     public override IMemoryOwner<byte> Rent(int minBufferSize = -1)
     {
@@ -51,7 +74,7 @@ internal sealed class LargeBlockMemoryPool : MemoryPool<byte>
                 $"The pool's blocks are {_blockSize} bytes; callers ask for more only after checking MaxBufferSize.");
         if (_free.TryDequeue(out var block))
         {
-            Interlocked.Decrement(ref _retained);
+            _retained.Release();
             return block;
         }
         return new Block(this, _blockSize);
@@ -59,21 +82,15 @@ internal sealed class LargeBlockMemoryPool : MemoryPool<byte>
 
     private void Return(Block block)
     {
-        if (_disposed)
-            return;
-        if (Interlocked.Increment(ref _retained) > MaxRetainedBlocks)
-        {
-            Interlocked.Decrement(ref _retained);
-            return;
-        }
-        _free.Enqueue(block);
+        if (!_disposed && _retained.TryTake())
+            _free.Enqueue(block);
     }
 
     protected override void Dispose(bool disposing)
     {
         _disposed = true;
         while (_free.TryDequeue(out _))
-            Interlocked.Decrement(ref _retained);
+            _retained.Release();
     }
 
     private sealed class Block(LargeBlockMemoryPool pool, int size) : MemoryManager<byte>
