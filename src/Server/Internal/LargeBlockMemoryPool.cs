@@ -82,13 +82,23 @@ internal sealed class LargeBlockMemoryPool : MemoryPool<byte>
 
     private void Return(Block block)
     {
-        if (!_disposed && _retained.TryTake())
-            _free.Enqueue(block);
+        if (_disposed || !_retained.TryTake())
+            return;
+        _free.Enqueue(block);
+        // A return racing with Dispose may enqueue after Dispose drained the queue: drain again, so that a
+        // disposed pool never holds blocks against the limit it shares with the factory's other pools.
+        if (_disposed)
+            DrainFree();
     }
 
     protected override void Dispose(bool disposing)
     {
         _disposed = true;
+        DrainFree();
+    }
+
+    private void DrainFree()
+    {
         while (_free.TryDequeue(out _))
             _retained.Release();
     }
