@@ -32,6 +32,48 @@ public sealed class KvStoreTests
         Directory.Delete(directory, recursive: true);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Rmw_StoreLargerThanMemory_FindsEveryKeyWithTheMutableRegionItsKindAsksFor(bool writtenOnce)
+    {
+        // A dedupe store is written once per key: it keeps a tenth of memory mutable (two pages at least), so that a
+        // checkpoint flushes little; the keys that left memory must still be found, in the read-only region or on disk.
+        string directory = Path.Combine(Path.GetTempPath(), "alphamesh-kvstore-tests", Guid.NewGuid().ToString("N"));
+        var options = new AggregatorOptions { PageSizeBytes = 4096, SegmentSizeBytes = 1 << 20 };
+        var sizes = StoreSizes.From(options, 16 * 4096, 1 << 14, "Dedupe");
+        var random = new Random(writtenOnce ? 1 : 2);
+        var keys = new HashSet<HashKey>();
+        try
+        {
+            using var store = new KvStore<HashKey, DedupeValue, DedupeValue, DedupeOutput, DedupeFunctions>(directory, sizes,
+                HashKeyComparer.Instance, new DedupeFunctions(), writtenOnce);
+            while (keys.Count < 20_000)
+            {
+                var key = new HashKey(new UInt128((ulong)random.NextInt64(), (ulong)random.NextInt64()));
+                var value = new DedupeValue { ExpiresAt = keys.Count };
+                Assert.Equal(!keys.Add(key), store.Rmw(ref key, ref value).Existed);
+            }
+            long mutablePages = (store.Kv.Log.TailAddress - store.Kv.Log.ReadOnlyAddress) / 4096;
+            Assert.True(store.Kv.Log.HeadAddress > store.Kv.Log.BeginAddress, "the keys should not all fit in memory");
+
+            foreach (var known in keys.OrderBy(_ => random.Next()).Take(2_000))
+            {
+                var key = known;
+                var value = new DedupeValue { ExpiresAt = -1 };
+                Assert.True(store.Rmw(ref key, ref value).Existed);
+            }
+            if (writtenOnce)
+                Assert.InRange(mutablePages, 1, 3); // 2 of 16 pages (a page more while the tail page fills)
+            else
+                Assert.InRange(mutablePages, 13, 16); // FASTER's default: 90 %
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     [Fact]
     public async Task BucketAddress_InsertedKeys_IsTheBucketHoldingTheirTags()
     {

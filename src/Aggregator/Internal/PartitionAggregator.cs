@@ -116,7 +116,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         try
         {
             _dedupe = new DedupeStore(Path.Combine(directory, "dedupe"), StoreSizes.From(options, options.DedupeMemoryBytes, options.DedupeIndexBytes, "Dedupe"),
-                HashKeyComparer.Instance, _dedupeFunctions);
+                HashKeyComparer.Instance, _dedupeFunctions, writtenOnce: true);
         }
         catch
         {

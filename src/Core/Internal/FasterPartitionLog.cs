@@ -69,9 +69,9 @@ internal sealed class FasterPartitionLog : IPartitionLog, IAsyncDisposable
         if (!existed)
             DirectorySync.Flush(Path.GetDirectoryName(directory)!);
 
-        // recoverDevice: the device learns which segment files exist, so that truncation deletes the right ones.
-        var device = Devices.CreateLogDevice(Path.Combine(directory, "log"), preallocateFile: false, deleteOnClose: false,
-            capacity: Devices.CAPACITY_UNSPECIFIED, recoverDevice: true);
+        // The device learns which segment files exist, so that truncation deletes the right ones, and unlinks them
+        // off the commit path.
+        var device = BackgroundRemovalDevice.Open(Path.Combine(directory, "log"));
         var commits = new SlotFileCommitManager(directory);
         FasterLog? log = null;
         try

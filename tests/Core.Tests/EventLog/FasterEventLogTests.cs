@@ -279,6 +279,37 @@ public sealed class FasterEventLogTests : EventLogContractTests
     }
 
     [Fact]
+    public async Task TruncateBefore_WholeSegments_ReopensAtTheNewBeginWithEveryLaterRecord()
+    {
+        var log = OpenLog(1);
+        var partition = log.GetPartition(0);
+        var ends = new List<long>();
+        var record = new byte[1000];
+        for (int i = 0; i < 1200; i++)
+        {
+            BitConverter.TryWriteBytes(record, i);
+            ends.Add(await AppendAsync(partition, TestBatch.Of((byte[])record.Clone())));
+        }
+        await partition.WaitForCommitAsync(ends[^1]);
+        string directory = Path.Combine(_directory, "p0");
+        Assert.True(Directory.EnumerateFiles(directory, "log.*").Count() >= 4);
+
+        // Past the third segment (256 KiB each).
+        int cut = ends.FindIndex(end => end > (3 * (256 << 10)) + 1000);
+        partition.TruncateBefore(ends[cut]);
+        await log.CommitAllAsync();
+        long begin = partition.BeginPosition;
+        await log.DisposeAsync();
+
+        // FASTER removes the segment files later, on its own task (BackgroundRemovalDeviceTests cover the removal).
+        var reopened = OpenLog(1).GetPartition(0);
+        Assert.Equal(begin, reopened.BeginPosition);
+        var kept = ReadAll(reopened, reopened.BeginPosition).Select(r => BitConverter.ToInt32(r.Bytes)).ToList();
+        Assert.Equal(Enumerable.Range(kept[0], 1200 - kept[0]), kept);
+        Assert.True(kept[0] <= cut + 1 && kept[0] > 0, $"first kept {kept[0]}, cut at {cut}");
+    }
+
+    [Fact]
     public async Task Reopen_GarbageAfterCommittedTail_ReadsOnlyCommittedRecordsAndAppends()
     {
         var committed = await WriteCommittedThenCrashAsync(uncommittedRecords: 5);
