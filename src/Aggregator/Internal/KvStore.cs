@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Reflection;
 using System.Runtime.CompilerServices;
+using AlphaMesh.Core.Internal;
 using FASTER.core;
 
 namespace AlphaMesh.Aggregator.Internal;
@@ -70,8 +71,8 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     public KvStore(string directory, StoreSizes sizes, IFasterEqualityComparer<TKey> comparer, TFunctions functions, bool writtenOnce = false)
     {
         Directory.CreateDirectory(directory);
-        _device = Devices.CreateLogDevice(Path.Combine(directory, "hlog"), preallocateFile: false, deleteOnClose: false,
-            capacity: Devices.CAPACITY_UNSPECIFIED, recoverDevice: true);
+        // Segments that compaction frees are unlinked in the background, not in the partition's loop.
+        _device = BackgroundRemovalDevice.Open(Path.Combine(directory, "hlog"));
         _checkpoints = new DeviceLogCommitCheckpointManager(new LocalStorageNamedDeviceFactory(),
             new DefaultCheckpointNamingScheme(Path.Combine(directory, "checkpoints")), removeOutdated: false);
         try

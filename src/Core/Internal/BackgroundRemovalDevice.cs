@@ -9,7 +9,8 @@ namespace AlphaMesh.Core.Internal;
 /// Why: unlinking a segment frees its pages in the kernel's page cache, which took 150-270 ms for a 256 MiB segment
 /// here. FASTER removes segments synchronously inside an epoch action on the thread that moves the log's begin
 /// address, which for a FasterLog is its commit path, so every checkpoint's truncation stalled the partition's
-/// commits, and the replies of every batch waiting for them, by about half a second (two segments).
+/// commits, and the replies of every batch waiting for them, by about half a second (two segments). The
+/// aggregator's FASTER KV stores use it too: their compaction frees segments inside the partition's loop.
 /// </para>
 /// <para>
 /// How: a removed segment's file is first renamed (cheap), then the inner device drops its handles (it finds no file
