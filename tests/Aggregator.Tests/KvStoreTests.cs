@@ -75,6 +75,55 @@ public sealed class KvStoreTests
     }
 
     [Fact]
+    public async Task ShiftBeginAddress_TruncateLog_RemovesTheSegmentsBelowAndKeepsTheKeysAbove()
+    {
+        // Compaction moves a store's begin address with truncateLog: FASTER then removes the segments below it
+        // through the store's device (BackgroundRemovalDevice), on a task of its own.
+        string directory = Path.Combine(Path.GetTempPath(), "alphamesh-kvstore-tests", Guid.NewGuid().ToString("N"));
+        var options = new AggregatorOptions { PageSizeBytes = 4096, SegmentSizeBytes = 8192 };
+        var sizes = StoreSizes.From(options, 16 * 4096, 1 << 14, "Dedupe");
+        var keys = new List<HashKey>();
+        try
+        {
+            using (var store = new KvStore<HashKey, DedupeValue, DedupeValue, DedupeOutput, DedupeFunctions>(directory, sizes,
+                HashKeyComparer.Instance, new DedupeFunctions(), writtenOnce: true))
+            {
+                var addresses = new List<long>();
+                for (ulong i = 1; i <= 5_000; i++)
+                {
+                    addresses.Add(store.Kv.Log.TailAddress);
+                    var key = new HashKey(new UInt128(i, i * 31));
+                    var value = new DedupeValue { ExpiresAt = (long)i };
+                    store.Rmw(ref key, ref value);
+                    keys.Add(key);
+                }
+                await store.CheckpointAsync(withIndex: true, long.MaxValue, CancellationToken.None);
+                string segment0 = Path.Combine(directory, "hlog.0");
+                Assert.True(File.Exists(segment0));
+                int firstKept = addresses.FindIndex(address => address >= 4 * 8192);
+
+                store.Kv.Log.ShiftBeginAddress(4 * 8192, truncateLog: true);
+
+                for (int wait = 0; wait < 1000 && File.Exists(segment0); wait++)
+                    await Task.Delay(10);
+                Assert.False(File.Exists(segment0), "segment 0 was not removed within 10 s");
+                Assert.False(File.Exists(Path.Combine(directory, "hlog.3")));
+                foreach (var kept in keys.Skip(firstKept + 1))
+                {
+                    var key = kept;
+                    var value = new DedupeValue { ExpiresAt = -1 };
+                    Assert.True(store.Rmw(ref key, ref value).Existed);
+                }
+            }
+            Assert.Empty(Directory.EnumerateFiles(directory, "removed-*"));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task BucketAddress_InsertedKeys_IsTheBucketHoldingTheirTags()
     {
         // LoadBucket is only useful if it loads the bucket FASTER's own lookup reads: each inserted key's entry

@@ -24,11 +24,17 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
     /// <summary>Prefix of a segment file renamed for removal.</summary>
     internal const string RemovedPrefix = "removed-";
 
+    // Shrinking a renamed file in steps, with a pause between, spreads the page cache's work over about half a
+    // second: unlinked whole, a 256 MiB segment kept one of this machine's two cores in the kernel for up to 0.28 s.
+    private const long ShrinkStepBytes = 16L << 20;
+    private static readonly TimeSpan ShrinkPause = TimeSpan.FromMilliseconds(20);
+
     private readonly IDevice _inner;
     private readonly object _gate = new();
     private Task _removals = Task.CompletedTask;
+    private Task _held = Task.CompletedTask;
     private Exception? _removalFailure;
-    private volatile bool _closing;
+    private bool _closing;
 
     private BackgroundRemovalDevice(IDevice inner)
         : base(inner.FileName, inner.SectorSize, inner.Capacity)
@@ -39,8 +45,8 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
         endSegment = inner.EndSegment;
     }
 
-    /// <summary>Opens the device for the segment files named <paramref name="fileName"/>.N, and unlinks (now, in
-    /// the background) what an earlier run had renamed for removal but not yet unlinked.</summary>
+    /// <summary>Opens the device for the segment files named <paramref name="fileName"/>.N, and unlinks (in the
+    /// background) what an earlier run had renamed for removal but not yet unlinked.</summary>
     public static BackgroundRemovalDevice Open(string fileName)
     {
         var inner = Devices.CreateLogDevice(fileName, preallocateFile: false, deleteOnClose: false,
@@ -48,15 +54,15 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
         var device = new BackgroundRemovalDevice(inner);
         string directory = Path.GetDirectoryName(Path.GetFullPath(fileName))!;
         foreach (string leftover in Directory.EnumerateFiles(directory, RemovedPrefix + Path.GetFileName(fileName) + ".*"))
-            device.Unlink(leftover);
+            device.UnlinkLater(leftover);
         return device;
     }
 
     /// <summary>The first failure of a background unlink, if any (the segment was already gone for FASTER; a file
-    /// that could not be unlinked only takes disk space).</summary>
+    /// that could not be unlinked only takes disk space, and the next <see cref="Open"/> tries again).</summary>
     public Exception? RemovalFailure => Volatile.Read(ref _removalFailure);
 
-    /// <summary>Completes when every removal requested so far has unlinked its file.</summary>
+    /// <summary>Completes when every unlink queued so far is done.</summary>
     public Task RemovalsCompleted
     {
         get
@@ -66,45 +72,73 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
         }
     }
 
+    /// <summary>Test hook: unlinks queued from now on wait for <paramref name="release"/> (a crash can then be
+    /// simulated between a segment's rename and its unlink).</summary>
+    internal void HoldRemovalsUntil(Task release)
+    {
+        lock (_gate)
+            _held = release;
+    }
+
     public override void Initialize(long segmentSize, LightEpoch? epoch = null, bool omitSegmentIdFromFilename = false)
     {
         base.Initialize(segmentSize, epoch, omitSegmentIdFromFilename);
         _inner.Initialize(segmentSize, epoch, omitSegmentIdFromFilename);
     }
 
+    /// <summary>Called by FASTER inside an epoch action: it must call <paramref name="callback"/> and not throw.
+    /// FASTER also calls it after the device is disposed (a FasterLog's truncation runs on a task of its own that
+    /// its Dispose does not wait for): the file is then deleted in place.</summary>
     public override void RemoveSegmentAsync(int segment, AsyncCallback callback, IAsyncResult result)
     {
         string path = GetSegmentFilename(FileName, segment);
         string renamed = Path.Combine(Path.GetDirectoryName(path)!, RemovedPrefix + Path.GetFileName(path));
-        bool moved;
         try
         {
-            File.Move(path, renamed, overwrite: true);
-            moved = true;
+            bool moved = false, closing;
+            lock (_gate)
+            {
+                closing = _closing;
+                if (!closing)
+                {
+                    try
+                    {
+                        File.Move(path, renamed, overwrite: true);
+                        moved = true;
+                    }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                    {
+                        // Never written, already gone, or not renamable: deleted in place below.
+                    }
+                }
+            }
+            _inner.RemoveSegment(segment); // drops its handles (and deletes the file if it still has one open)
+            if (!moved)
+                File.Delete(path); // no error if it is gone
+            if (moved)
+                UnlinkLater(renamed);
         }
-        catch (FileNotFoundException)
+        catch (Exception e)
         {
-            moved = false; // never written, or already gone
+            Interlocked.CompareExchange(ref _removalFailure, e, null);
         }
-        catch (IOException)
+        finally
         {
-            moved = false; // cannot rename (another platform's locking): the inner device deletes it in place
+            callback(result);
         }
-        _inner.RemoveSegment(segment);
-        callback(result);
-        if (moved)
-            Unlink(renamed);
     }
 
-    // Shrinking a renamed file in steps, with a pause between, spreads the page cache's work over about half a
-    // second: unlinked whole, a 256 MiB segment kept one of this machine's two cores in the kernel for up to 0.28 s.
-    private const long ShrinkStepBytes = 16L << 20;
-    private static readonly TimeSpan ShrinkPause = TimeSpan.FromMilliseconds(20);
-
-    private void Unlink(string path)
+    private void UnlinkLater(string path)
     {
         lock (_gate)
-            _removals = _removals.ContinueWith(_ => UnlinkGraduallyAsync(path), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).Unwrap();
+        {
+            var held = _held;
+            _removals = _removals.ContinueWith(async _ =>
+            {
+                await held.ConfigureAwait(false);
+                await UnlinkGraduallyAsync(path).ConfigureAwait(false);
+            }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).Unwrap();
+        }
     }
 
     private async Task UnlinkGraduallyAsync(string path)
@@ -117,7 +151,7 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
                 {
                     length = Math.Max(0, length - ShrinkStepBytes);
                     RandomAccess.SetLength(handle, length);
-                    if (length > 0 && !_closing)
+                    if (length > 0 && !Volatile.Read(ref _closing))
                         await Task.Delay(ShrinkPause).ConfigureAwait(false);
                 }
             }
@@ -147,12 +181,18 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
 
     public override void Reset() => _inner.Reset();
 
-    public override void Dispose()
+    /// <summary>Closes the files and waits for the queued unlinks, which run without their pauses from now on.</summary>
+    public async ValueTask DisposeAsync()
     {
-        _closing = true; // what is left is unlinked without pauses
+        Task removals;
+        lock (_gate)
+        {
+            _closing = true;
+            removals = _removals;
+        }
         _inner.Dispose();
-        // Removals are short and bounded (one unlink each); waiting keeps a closed log from changing its
-        // directory afterwards (tests delete it, a restart reopens it).
-        RemovalsCompleted.GetAwaiter().GetResult();
+        await removals.ConfigureAwait(false);
     }
+
+    public override void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 }

@@ -23,7 +23,7 @@ internal sealed class FasterPartitionLog : IPartitionLog, IAsyncDisposable
     private const int Open_ = 0, Closing = 1, Closed = 2;
 
     private readonly FasterLog _log;
-    private readonly IDevice _device;
+    private readonly BackgroundRemovalDevice _device;
     private readonly SlotFileCommitManager _commits;
     private readonly TimeSpan _commitInterval;
     private readonly int _pageSize;
@@ -39,7 +39,7 @@ internal sealed class FasterPartitionLog : IPartitionLog, IAsyncDisposable
     private int _idle;
     private int _appending;
 
-    private FasterPartitionLog(int index, FasterLog log, IDevice device, SlotFileCommitManager commits, PartitionSettings settings, bool backgroundCommit)
+    private FasterPartitionLog(int index, FasterLog log, BackgroundRemovalDevice device, SlotFileCommitManager commits, PartitionSettings settings, bool backgroundCommit)
     {
         Index = index;
         _log = log;
@@ -333,7 +333,7 @@ internal sealed class FasterPartitionLog : IPartitionLog, IAsyncDisposable
         CloseReaders();
         _log.Dispose();
         _commits.Dispose();
-        _device.Dispose();
+        await _device.DisposeAsync().ConfigureAwait(false);
         _wakeUp.Dispose();
     }
 

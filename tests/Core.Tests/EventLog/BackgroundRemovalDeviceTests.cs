@@ -31,23 +31,31 @@ public sealed class BackgroundRemovalDeviceTests : IDisposable
 
     private string[] FilesLeft() => [.. Directory.EnumerateFiles(_directory).Select(Path.GetFileName).Order(StringComparer.Ordinal)!];
 
+    private BackgroundRemovalDevice OpenDevice(LightEpoch epoch, long segmentSize)
+    {
+        var device = BackgroundRemovalDevice.Open(Path.Combine(_directory, "log"));
+        device.Initialize(segmentSize, epoch);
+        return device;
+    }
+
     [Fact]
-    public async Task TruncateUntilSegment_ExistingSegments_RemovesTheEarlierFilesAndKeepsTheRest()
+    public async Task TruncateUntilSegment_ExistingSegments_RenamesThemAtOnceAndUnlinksThemLater()
     {
         // 40 MiB each: the unlink shrinks them in three steps first.
         CreateSegments(4, 40L << 20);
         var epoch = new LightEpoch();
-        var device = BackgroundRemovalDevice.Open(Path.Combine(_directory, "log"));
-        device.Initialize(64L << 20, epoch);
+        var device = OpenDevice(epoch, 64L << 20);
         Assert.Equal(0, device.StartSegment);
         Assert.Equal(3, device.EndSegment);
+        var release = new TaskCompletionSource();
+        device.HoldRemovalsUntil(release.Task);
 
         device.TruncateUntilSegment(2);
 
-        // FASTER sees the segments gone at once; the files are unlinked in the background.
+        // FASTER sees the segments gone at once; the files wait, renamed, for the background unlink.
         Assert.Equal(2, device.StartSegment);
-        Assert.False(File.Exists(Segment(0)));
-        Assert.False(File.Exists(Segment(1)));
+        Assert.Equal(["log.2", "log.3", "removed-log.0", "removed-log.1"], FilesLeft());
+        release.SetResult();
         await device.RemovalsCompleted.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Null(device.RemovalFailure);
         Assert.Equal(["log.2", "log.3"], FilesLeft());
@@ -56,20 +64,43 @@ public sealed class BackgroundRemovalDeviceTests : IDisposable
     }
 
     [Fact]
-    public void Open_FilesRenamedForRemovalByAnEarlierRun_UnlinksThemAndRecoversOnlyTheSegments()
+    public void Open_CrashBetweenRenameAndUnlink_UnlinksTheRenamedFilesAndRecoversOnlyTheSegments()
     {
-        CreateSegments(2, 4096);
-        // A crash between the rename and the unlink leaves these; they must not count as segments.
-        File.WriteAllBytes(Path.Combine(_directory, BackgroundRemovalDevice.RemovedPrefix + "log.0"), new byte[8192]);
-        File.WriteAllBytes(Path.Combine(_directory, BackgroundRemovalDevice.RemovedPrefix + "log.1"), new byte[8192]);
+        CreateSegments(4, 4096);
+        var epoch = new LightEpoch();
+        var crashed = OpenDevice(epoch, 1L << 20);
+        var never = new TaskCompletionSource();
+        crashed.HoldRemovalsUntil(never.Task);
+        crashed.TruncateUntilSegment(2);
+        Assert.Contains("removed-log.0", FilesLeft());
 
-        var device = BackgroundRemovalDevice.Open(Path.Combine(_directory, "log"));
-        device.Dispose(); // waits for the unlinks
+        // The process dies here: no Dispose, the renamed files stay. The next run must not take them for segments.
+        var reopened = BackgroundRemovalDevice.Open(Path.Combine(_directory, "log"));
+        reopened.Dispose(); // waits for its unlinks
 
-        Assert.Equal(0, device.StartSegment);
-        Assert.Equal(1, device.EndSegment);
-        Assert.Null(device.RemovalFailure);
-        Assert.Equal(["log.0", "log.1"], FilesLeft());
+        Assert.Equal(2, reopened.StartSegment);
+        Assert.Equal(3, reopened.EndSegment);
+        Assert.Null(reopened.RemovalFailure);
+        Assert.Equal(["log.2", "log.3"], FilesLeft());
+        never.SetResult();
+        crashed.Dispose();
+        epoch.Dispose();
+    }
+
+    [Fact]
+    public void TruncateUntilSegment_AfterDispose_DeletesTheFilesInPlace()
+    {
+        // A FasterLog truncates on a task of its own, which may run after the log (and its device) was disposed.
+        CreateSegments(3, 4096);
+        var epoch = new LightEpoch();
+        var device = OpenDevice(epoch, 1L << 20);
+        device.Dispose();
+
+        device.TruncateUntilSegment(2);
+
+        Assert.Equal(["log.2"], FilesLeft());
+        Assert.True(device.RemovalsCompleted.IsCompleted);
+        epoch.Dispose();
     }
 
     [Fact]
@@ -78,8 +109,7 @@ public sealed class BackgroundRemovalDeviceTests : IDisposable
         // Large (sparse) files: shrinking them takes many steps, which Dispose runs without the pauses.
         CreateSegments(3, 512L << 20);
         var epoch = new LightEpoch();
-        var device = BackgroundRemovalDevice.Open(Path.Combine(_directory, "log"));
-        device.Initialize(1L << 30, epoch);
+        var device = OpenDevice(epoch, 1L << 30);
 
         device.TruncateUntilSegment(2);
         device.Dispose();
