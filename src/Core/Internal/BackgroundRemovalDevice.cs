@@ -95,11 +95,10 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
         string renamed = Path.Combine(Path.GetDirectoryName(path)!, RemovedPrefix + Path.GetFileName(path));
         try
         {
-            bool moved = false, closing;
+            bool moved = false;
             lock (_gate)
             {
-                closing = _closing;
-                if (!closing)
+                if (!_closing)
                 {
                     try
                     {
@@ -113,10 +112,10 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
                 }
             }
             _inner.RemoveSegment(segment); // drops its handles (and deletes the file if it still has one open)
-            if (!moved)
-                File.Delete(path); // no error if it is gone
             if (moved)
                 UnlinkLater(renamed);
+            else
+                File.Delete(path); // no error if it is gone
         }
         catch (Exception e)
         {
