@@ -209,6 +209,55 @@ public sealed class UsageEndpointsTests : IAsyncLifetime
         Assert.Equal(before, after);
     }
 
+    [Fact]
+    public async Task EventCounters_DuplicatesAndInvalidEvents_CountedPerTenantAndKeptAcrossRestart()
+    {
+        await CreateMeterAsync(TokensMeter);
+        await CreateMeterAsync(new { key = "calls", eventType = "llm_call", aggregation = "COUNT" });
+        var random = new Random(17);
+        var events = TokenEvents(count: 120, seed: 17);
+        // Invalid for the SUM meter (no value, or not a number), still counted by the COUNT meter.
+        for (int i = 0; i < 9; i++)
+        {
+            var data = i % 3 == 0 ? new[] { ("region", "eu") } : new[] { ("tokens", i % 3 == 1 ? "many" : "12 tokens"), ("region", "us") };
+            events.Insert(random.Next(events.Count), Requests.Event($"bad-{i}", customer: "cust-9", type: "llm_call", time: BaseHour.AddMinutes(i), data: data));
+        }
+        await IngestAsync(events, batchSize: 40);
+        // Resent in another split, bad events among them: every resend is a duplicate, and never invalid again.
+        var resent = events.Where(_ => random.Next(3) == 0).ToList();
+        await IngestAsync(resent, batchSize: 7);
+
+        using var response = await SendAsync(HttpMethod.Get, "/v1/event-counters", ServerSettings.ReadOnlyKey);
+        var body = await ReadJsonAsync(response);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, body.ToString());
+        Assert.Equal(resent.Count, body.GetProperty("duplicates").GetInt64());
+        var invalid = body.GetProperty("invalidEvents");
+        long expectedInvalid = events.Count(e => e.Type == "llm_call"
+            && !(e.Data.TryGetValue("tokens", out var tokens) && decimal.TryParse(tokens, NumberStyles.Number, CultureInfo.InvariantCulture, out _)));
+        Assert.Equal(9, expectedInvalid);
+        Assert.Equal(expectedInvalid, invalid.GetProperty("tokens").GetInt64());
+        Assert.Equal(0, invalid.GetProperty("calls").GetInt64());
+
+        // The counts survive a restart, and go on from there.
+        _api.Dispose();
+        await _server.StopAsync();
+        _server = await InProcessServer.StartAsync(dataDirectory: _data.Path);
+        _api = new UsageApi(_server);
+        await IngestAsync(resent, batchSize: 11);
+        using var afterRestart = await SendAsync(HttpMethod.Get, "/v1/event-counters", ServerSettings.ReadOnlyKey);
+        var restarted = await ReadJsonAsync(afterRestart);
+        Assert.Equal(2 * resent.Count, restarted.GetProperty("duplicates").GetInt64());
+        Assert.Equal(expectedInvalid, restarted.GetProperty("invalidEvents").GetProperty("tokens").GetInt64());
+
+        // Another tenant sees only its own (none); a request without a key is refused.
+        using var other = await SendAsync(HttpMethod.Get, "/v1/event-counters", ServerSettings.OtherTenantKey);
+        var otherBody = await ReadJsonAsync(other);
+        Assert.Equal(0, otherBody.GetProperty("duplicates").GetInt64());
+        Assert.Empty(otherBody.GetProperty("invalidEvents").EnumerateObject());
+        using var anonymous = await SendAsync(HttpMethod.Get, "/v1/event-counters", key: null);
+        Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
+    }
+
     // ---- helpers ----
 
     private static readonly DateTimeOffset BaseHour = HourStart(DateTimeOffset.UtcNow.AddHours(-3));

@@ -8,8 +8,8 @@ using AlphaMesh.Ingest.Internal;
 namespace AlphaMesh.Server.Internal;
 
 /// <summary>
-/// The HTTP endpoints over the aggregator: meters (<c>/v1/meters</c>), usage (<c>/v1/meters/{key}/usage</c>) and
-/// entitlements. They live in the server, not in the aggregator library, so that the library stays free of
+/// The HTTP endpoints over the aggregator: meters (<c>/v1/meters</c>), usage (<c>/v1/meters/{key}/usage</c>),
+/// entitlements and the counts of dropped events (<c>/v1/event-counters</c>). They live in the server, not in the aggregator library, so that the library stays free of
 /// ASP.NET; they authorize like ingest (<see cref="BearerAuthorization"/>) and answer errors in the same
 /// <c>{"error":{"code","message"}}</c> shape. Every call is scoped to the API key's tenant: another tenant's
 /// meter or customer looks exactly like one that does not exist (404). The read questions are answered by
@@ -31,6 +31,7 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
         endpoints.MapGet("/v1/customers/{customer}/entitlements/{meter}", CheckEntitlementAsync);
         endpoints.MapGet("/v1/entitlements", ListLimitsAsync);
         endpoints.MapPut("/v1/entitlements", SetLimitAsync);
+        endpoints.MapGet("/v1/event-counters", GetEventCountersAsync);
     }
 
     private async Task CreateMeterAsync(HttpContext http)
@@ -149,6 +150,19 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
         var check = result.Value;
         await WriteJsonAsync(http, 200, new EntitlementBody(check.HasAccess, Number(check.Usage), NumberOrNull(check.Limit),
             NumberOrNull(check.Remaining), Rfc3339(check.ResetsAt)));
+    }
+
+    /// <summary>What the aggregator dropped of the tenant's events, so far: duplicates (an event id counted before)
+    /// and, per meter, events that lacked the meter's value property or carried a non-numeric one. Like a usage
+    /// query, the answer includes every event acknowledged before the request.</summary>
+    private async Task GetEventCountersAsync(HttpContext http)
+    {
+        if (await AuthorizeAsync(http, ApiScopes.Read) is not { } principal)
+            return;
+        await aggregator.WaitForCommittedAsync(http.RequestAborted);
+        var counters = aggregator.GetCounters(principal.TenantId);
+        var invalid = new SortedDictionary<string, long>(counters.InvalidByMeter.ToDictionary(), StringComparer.Ordinal);
+        await WriteJsonAsync(http, 200, new EventCountersBody(counters.Duplicates, invalid));
     }
 
     private async Task ListLimitsAsync(HttpContext http)
@@ -281,4 +295,6 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
     private sealed record EntitlementBody(bool HasAccess, string Usage, string? Limit, string? Remaining, string ResetsAt);
 
     private sealed record LimitBody(string? Meter, string? Customer, string? Limit);
+
+    private sealed record EventCountersBody(long Duplicates, IReadOnlyDictionary<string, long> InvalidEvents);
 }
