@@ -9,9 +9,9 @@ namespace AlphaMesh.Server.Internal;
 
 /// <summary>
 /// The HTTP endpoints over the aggregator: meters (<c>/v1/meters</c>), usage (<c>/v1/meters/{key}/usage</c>),
-/// entitlements and the counts of dropped events (<c>/v1/event-counters</c>). They live in the server, not in the aggregator library, so that the library stays free of
-/// ASP.NET; they authorize like ingest (<see cref="BearerAuthorization"/>) and answer errors in the same
-/// <c>{"error":{"code","message"}}</c> shape. Every call is scoped to the API key's tenant: another tenant's
+/// entitlements and the counts of dropped events (<c>/v1/event-counters</c>). They live in the server, not in the
+/// aggregator library, so that the library stays free of ASP.NET; they authorize like ingest
+/// (<see cref="BearerAuthorization"/>) and answer errors in the same <c>{"error":{"code","message"}}</c> shape. Every call is scoped to the API key's tenant: another tenant's
 /// meter or customer looks exactly like one that does not exist (404). The read questions are answered by
 /// <see cref="UsageReader"/> and their arguments converted by <see cref="UsageArguments"/>, shared with gRPC.
 /// </summary>
@@ -161,7 +161,9 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
             return;
         await aggregator.WaitForCommittedAsync(http.RequestAborted);
         var counters = aggregator.GetCounters(principal.TenantId);
-        var invalid = new SortedDictionary<string, long>(counters.InvalidByMeter.ToDictionary(), StringComparer.Ordinal);
+        var invalid = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        foreach (var (meter, count) in counters.InvalidByMeter)
+            invalid[meter] = count;
         await WriteJsonAsync(http, 200, new EventCountersBody(counters.Duplicates, invalid));
     }
 
