@@ -8,6 +8,17 @@ namespace AlphaMesh.Aggregator;
 /// property, or one that is not a decimal number, or a gauge reading older than the window's latest).</param>
 public sealed record TenantCounters(long Duplicates, IReadOnlyDictionary<string, long> InvalidByMeter);
 
+/// <summary>Where one partition's aggregator loop is in its event log.</summary>
+/// <param name="Partition">The partition's index.</param>
+/// <param name="AppliedPosition">Every record before this log position is applied.</param>
+/// <param name="CommittedPosition">The log's committed (durable, acknowledged) position.</param>
+/// <param name="Stopped">Whether the loop stopped on a failure (<see cref="IAggregator.Failure"/>).</param>
+public sealed record PartitionProgress(int Partition, long AppliedPosition, long CommittedPosition, bool Stopped)
+{
+    /// <summary>Bytes of acknowledged records not yet applied: what a usage query would wait for.</summary>
+    public long LagBytes => Math.Max(0, CommittedPosition - AppliedPosition);
+}
+
 /// <summary>
 /// The running aggregators: one single-threaded loop per partition of the event log. Start with
 /// <see cref="AggregatorFactory.StartAsync"/>; dispose before the event log (disposal takes the final checkpoint).
@@ -19,6 +30,12 @@ public interface IAggregator : IAsyncDisposable
     IEntitlementService Entitlements { get; }
 
     TenantCounters GetCounters(string tenant);
+
+    /// <summary>The counters of every tenant that has a meter or a counted duplicate (for metrics).</summary>
+    IReadOnlyDictionary<string, TenantCounters> GetAllCounters();
+
+    /// <summary>Each partition's progress through its log; reads counters only, never waits for a loop.</summary>
+    IReadOnlyList<PartitionProgress> GetProgress();
 
     /// <summary>Records that no partition could decode (they are skipped and counted, never retried).</summary>
     long MalformedRecords { get; }

@@ -10,6 +10,12 @@ using Microsoft.Extensions.Options;
 
 namespace AlphaMesh.Ingest;
 
+/// <summary>The name of the <see cref="System.Diagnostics.Metrics.Meter"/> of AlphaMesh's own instruments.</summary>
+public static class AlphaMeshMetrics
+{
+    public const string MeterName = "AlphaMesh";
+}
+
 /// <summary>Registers and maps the ingest endpoints (gRPC UsageIngest, HTTP /v1/events, gRPC health and reflection).</summary>
 public static class IngestServiceCollectionExtensions
 {
@@ -23,6 +29,7 @@ public static class IngestServiceCollectionExtensions
         services.AddOptions<IngestLimits>().Bind(section).Validate(Validated, "invalid AlphaMesh:Ingest limits").ValidateOnStart();
         services.AddOptions<IngestServerOptions>().Bind(section).Validate(Validated, "invalid AlphaMesh:Ingest options").ValidateOnStart();
         services.TryAddSingleton(TimeProvider.System);
+        services.AddMetrics();
         services.TryAddSingleton<IngestPipeline>();
         services.TryAddSingleton<HttpIngestEndpoint>();
 

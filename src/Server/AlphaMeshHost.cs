@@ -73,6 +73,7 @@ public static class AlphaMeshHost
         builder.Services.AddSingleton<IBillingUsageSource, AggregatorBillingUsage>();
         builder.Services.AddSingleton<UsageHttpEndpoints>();
         builder.Services.AddAlphaMeshGrpcReflection(Usage.V1.UsageQuery.Descriptor);
+        builder.Services.AddServerMetrics();
         overrideServices?.Invoke(builder.Services);
 
         var app = builder.Build();
@@ -86,6 +87,7 @@ public static class AlphaMeshHost
         app.MapAlphaMeshBilling();
         app.Services.GetRequiredService<UsageHttpEndpoints>().Map(app);
         app.MapGrpcService<UsageQueryGrpcService>();
+        app.MapServerMetrics();
 
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("AlphaMesh.Server");
         app.Lifetime.ApplicationStarted.Register(() =>

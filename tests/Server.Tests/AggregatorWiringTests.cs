@@ -79,6 +79,8 @@ public sealed class AggregatorWiringTests
         public IEntitlementService Entitlements => inner.Entitlements;
         public long MalformedRecords => inner.MalformedRecords;
         public TenantCounters GetCounters(string tenant) => inner.GetCounters(tenant);
+        public IReadOnlyDictionary<string, TenantCounters> GetAllCounters() => inner.GetAllCounters();
+        public IReadOnlyList<PartitionProgress> GetProgress() => inner.GetProgress();
         public ValueTask CheckpointAsync(CancellationToken cancellationToken = default) => inner.CheckpointAsync(cancellationToken);
         public ValueTask WaitForCommittedAsync(CancellationToken cancellationToken = default) => inner.WaitForCommittedAsync(cancellationToken);
         public AggregatorStoppedException? Failure => inner.Failure;
@@ -127,6 +129,8 @@ public sealed class AggregatorWiringTests
         public IEntitlementService Entitlements => inner.Entitlements;
         public long MalformedRecords => inner.MalformedRecords;
         public TenantCounters GetCounters(string tenant) => inner.GetCounters(tenant);
+        public IReadOnlyDictionary<string, TenantCounters> GetAllCounters() => inner.GetAllCounters();
+        public IReadOnlyList<PartitionProgress> GetProgress() => inner.GetProgress();
         public ValueTask CheckpointAsync(CancellationToken cancellationToken = default) => inner.CheckpointAsync(cancellationToken);
         public ValueTask WaitForCommittedAsync(CancellationToken cancellationToken = default) => inner.WaitForCommittedAsync(cancellationToken);
         public AggregatorStoppedException? Failure => _failure;

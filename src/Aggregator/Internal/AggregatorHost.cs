@@ -91,6 +91,20 @@ internal sealed class AggregatorHost : IAggregator
         return new TenantCounters(duplicates, invalid);
     }
 
+    public IReadOnlyDictionary<string, TenantCounters> GetAllCounters()
+    {
+        var tenants = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var partition in _partitions)
+            partition.AddCountedTenants(tenants);
+        var counters = new Dictionary<string, TenantCounters>(StringComparer.Ordinal);
+        foreach (string tenant in tenants)
+            counters[tenant] = GetCounters(tenant);
+        return counters;
+    }
+
+    public IReadOnlyList<PartitionProgress> GetProgress()
+        => [.. _partitions.Select(p => new PartitionProgress(p.Index, p.Progress, _log.GetPartition(p.Index).CommittedPosition, p.Failure is not null))];
+
     public async ValueTask CheckpointAsync(CancellationToken cancellationToken = default)
     {
         var checkpoints = new Task<bool>[_partitions.Length];

@@ -871,6 +871,15 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     public long Duplicates(string tenant)
         => _tenants.TryGetValue(KeyBuilder.TenantKey(tenant), out var stats) ? Volatile.Read(ref stats.Duplicates) : 0;
 
+    /// <summary>Adds the tenants this partition has a meter or a duplicate of.</summary>
+    public void AddCountedTenants(ISet<string> tenants)
+    {
+        foreach (var stats in _tenants.Values)
+            tenants.Add(stats.Tenant);
+        foreach (var key in Volatile.Read(ref _meters).ByKey.Keys)
+            tenants.Add(key.Tenant);
+    }
+
     public void AddInvalidCounts(string tenant, Dictionary<string, long> counts)
     {
         foreach (var (key, meter) in Volatile.Read(ref _meters).ByKey)

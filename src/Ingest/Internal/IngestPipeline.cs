@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics.Metrics;
 using AlphaMesh.Core;
 using Microsoft.Extensions.Options;
 
@@ -32,7 +33,10 @@ internal sealed class IngestWork
 
     public int ReservedBytes { get; private set; }
 
-    internal static IngestWork Create(int partitionCount, int reservedBytes)
+    /// <summary>The tenant of the API key that sent the request (the metrics' label).</summary>
+    public string Tenant { get; private set; } = "";
+
+    internal static IngestWork Create(int partitionCount, int reservedBytes, string tenant)
     {
         // Pooling this small object is not worth it: one allocation per request, not per event.
         return new IngestWork
@@ -40,6 +44,7 @@ internal sealed class IngestWork
             Batch = EncodedBatch.Rent(partitionCount),
             EndPositions = ArrayPool<long>.Shared.Rent(partitionCount),
             ReservedBytes = reservedBytes,
+            Tenant = tenant,
         };
     }
 
@@ -62,12 +67,20 @@ internal sealed class IngestPipeline
     private readonly IEventLog _log;
     private readonly IngestLimits _limits;
     private readonly TimeProvider _time;
+    private readonly Counter<long> _acceptedEvents;
+    private readonly Counter<long> _rejectedEvents;
 
-    public IngestPipeline(IEventLog log, IOptions<IngestLimits> limits, IOptions<IngestServerOptions> options, TimeProvider time)
+    public IngestPipeline(IEventLog log, IOptions<IngestLimits> limits, IOptions<IngestServerOptions> options, TimeProvider time, IMeterFactory meters)
     {
         _log = log;
         _limits = limits.Value;
         _time = time;
+        // Counted once per request, when its events are durable (the reply says so): nothing per event.
+        var meter = meters.Create(AlphaMeshMetrics.MeterName);
+        _acceptedEvents = meter.CreateCounter<long>("alphamesh.ingest.events.accepted", "{event}",
+            "Events acknowledged as durable, per tenant (resent duplicates included: the aggregator drops those)");
+        _rejectedEvents = meter.CreateCounter<long>("alphamesh.ingest.events.rejected", "{event}",
+            "Events rejected one by one in an acknowledged request, per tenant and rejection code");
         Budget = new InFlightBudget(options.Value.MaxInFlightBytes);
         RetryAfter = options.Value.RetryAfter;
     }
@@ -93,7 +106,7 @@ internal sealed class IngestPipeline
             return RequestFailure.Overloaded;
         }
 
-        var candidate = IngestWork.Create(_log.PartitionCount, request.Length);
+        var candidate = IngestWork.Create(_log.PartitionCount, request.Length, principal.TenantId);
         var context = new IngestContext(_limits, NowUnixNanos(), _log.PartitionCount);
         bool parsed = format switch
         {
@@ -140,6 +153,16 @@ internal sealed class IngestPipeline
             if (end >= 0)
                 await _log.GetPartition(p).WaitForCommitAsync(end, cancellationToken).ConfigureAwait(false);
         }
+        CountDurable(work);
+    }
+
+    private void CountDurable(IngestWork work)
+    {
+        var tenant = new KeyValuePair<string, object?>("tenant", work.Tenant);
+        if (work.Batch.AcceptedCount > 0)
+            _acceptedEvents.Add(work.Batch.AcceptedCount, tenant);
+        foreach (var rejection in work.Batch.Rejections)
+            _rejectedEvents.Add(1, tenant, new KeyValuePair<string, object?>("code", rejection.Code));
     }
 
     /// <summary>Gives the request's budget and buffers back. Call exactly once per parsed request.</summary>

@@ -267,7 +267,7 @@ internal sealed class UsageHttpEndpoints(IApiKeyStore keys, IMeterCatalog catalo
         await JsonSerializer.SerializeAsync(http.Response.Body, body, Json, http.RequestAborted);
     }
 
-    private static Task WriteErrorAsync(HttpContext http, int status, string code, string message)
+    internal static Task WriteErrorAsync(HttpContext http, int status, string code, string message)
         => WriteJsonAsync(http, status, new ErrorBody(new ErrorDetail(code, message)));
 
     private static Task WriteErrorAsync<T>(HttpContext http, ReadResult<T> result) => result.Status switch
