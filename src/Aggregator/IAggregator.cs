@@ -13,7 +13,12 @@ public sealed record TenantCounters(long Duplicates, IReadOnlyDictionary<string,
 /// <param name="AppliedPosition">Every record before this log position is applied.</param>
 /// <param name="CommittedPosition">The log's committed (durable, acknowledged) position.</param>
 /// <param name="Stopped">Whether the loop stopped on a failure (<see cref="IAggregator.Failure"/>).</param>
-public sealed record PartitionProgress(int Partition, long AppliedPosition, long CommittedPosition, bool Stopped)
+/// <param name="CheckpointedAt">When every applied record was last known to be in a checkpoint (one was taken, or
+/// nothing was applied since the last one); null before this process's first checkpoint.</param>
+/// <param name="Replaying">Whether the loop is still replaying what the log had committed when it started: its counts
+/// (restored from the last checkpoint) may then be below what they were before the stop.</param>
+public sealed record PartitionProgress(int Partition, long AppliedPosition, long CommittedPosition, bool Stopped,
+    DateTimeOffset? CheckpointedAt, bool Replaying)
 {
     /// <summary>Bytes of acknowledged records not yet applied: what a usage query would wait for.</summary>
     public long LagBytes => Math.Max(0, CommittedPosition - AppliedPosition);
@@ -31,7 +36,8 @@ public interface IAggregator : IAsyncDisposable
 
     TenantCounters GetCounters(string tenant);
 
-    /// <summary>The counters of every tenant that has a meter or a counted duplicate (for metrics).</summary>
+    /// <summary>The counters of every tenant that has a meter or a counted duplicate (for metrics). While a partition
+    /// replays its log after a start (<see cref="PartitionProgress.Replaying"/>) they may be below the last ones.</summary>
     IReadOnlyDictionary<string, TenantCounters> GetAllCounters();
 
     /// <summary>Each partition's progress through its log; reads counters only, never waits for a loop.</summary>

@@ -10,12 +10,6 @@ using Microsoft.Extensions.Options;
 
 namespace AlphaMesh.Ingest;
 
-/// <summary>The name of the <see cref="System.Diagnostics.Metrics.Meter"/> of AlphaMesh's own instruments.</summary>
-public static class AlphaMeshMetrics
-{
-    public const string MeterName = "AlphaMesh";
-}
-
 /// <summary>Registers and maps the ingest endpoints (gRPC UsageIngest, HTTP /v1/events, gRPC health and reflection).</summary>
 public static class IngestServiceCollectionExtensions
 {

@@ -54,6 +54,8 @@ public sealed class AggregatorTests
 
     private static async Task AssertMatchesOracleAsync(Harness harness, List<MeterDefinition> meters)
     {
+        await harness.Aggregator.WaitForCommittedAsync();
+        var all = harness.Aggregator.GetAllCounters();
         foreach (var meter in meters)
         {
             foreach (var query in Shapes(meter))
@@ -72,12 +74,21 @@ public sealed class AggregatorTests
             }
             var counters = harness.Aggregator.GetCounters(meter.Tenant);
             Assert.Equal(Oracle.Valid(harness.Appended, meter).Invalid, counters.InvalidByMeter.GetValueOrDefault(meter.Key));
+            // The all-tenants snapshot (metrics) agrees with the per-tenant one.
+            Assert.Equal(Oracle.Valid(harness.Appended, meter).Invalid, all[meter.Tenant].InvalidByMeter.GetValueOrDefault(meter.Key));
         }
         foreach (string tenant in new[] { "acme", "globex" })
         {
             int duplicates = harness.Appended.Count(e => e.Tenant == tenant) - Oracle.Unique(harness.Appended).Count(e => e.Tenant == tenant);
             Assert.Equal(duplicates, harness.Aggregator.GetCounters(tenant).Duplicates);
+            Assert.Equal(duplicates, all.TryGetValue(tenant, out var counted) ? counted.Duplicates : 0);
         }
+        Assert.All(harness.Aggregator.GetProgress(), p =>
+        {
+            Assert.False(p.Replaying);
+            Assert.False(p.Stopped);
+            Assert.Equal(0, p.LagBytes);
+        });
     }
 
     [Theory]

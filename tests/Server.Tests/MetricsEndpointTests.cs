@@ -9,7 +9,16 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace AlphaMesh.Server.Tests;
 
+/// <summary>The metrics tests run alone: OpenTelemetry exports every meter named "AlphaMesh" in the process, so a
+/// server another test class runs at the same time (same tenant names) would add its counts to this one's.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class MetricsCollection
+{
+    public const string Name = "metrics";
+}
+
 /// <summary><c>GET /metrics</c> on a real in-process server: the Prometheus text against counts the test keeps itself.</summary>
+[Collection(MetricsCollection.Name)]
 public sealed class MetricsEndpointTests : IAsyncLifetime
 {
     /// <summary>An admin key, but of a tenant other than the operator (the bootstrap tenant, acme).</summary>
@@ -65,9 +74,22 @@ public sealed class MetricsEndpointTests : IAsyncLifetime
         mixed.Events.Add(Requests.Event("acme-no-customer-2", customer: "", type: "llm_call", time: now));
         var reply = await new UsageIngest.UsageIngestClient(_api.Channel).IngestAsync(mixed, Requests.Auth(ServerSettings.IngestKey));
         Assert.Equal(1, reply.Accepted);
-        await _server.App.Services.GetRequiredService<IAggregator>().WaitForCommittedAsync();
+        // A request refused as a whole counts nothing.
+        using (var http = new HttpClient())
+        using (var malformed = new HttpRequestMessage(HttpMethod.Post, new Uri(_server.Settings.RestAddress, "/v1/events")))
+        {
+            malformed.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", ServerSettings.IngestKey);
+            malformed.Content = new StringContent("[{\"id\": \"acme-cut-off\"", Encoding.UTF8, "application/json");
+            using var refused = await http.SendAsync(malformed);
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        }
+        var aggregator = _server.App.Services.GetRequiredService<IAggregator>();
+        await aggregator.WaitForCommittedAsync();
+        var beforeCheckpoint = DateTimeOffset.UtcNow;
+        await aggregator.CheckpointAsync();
 
         var metrics = await ScrapeAsync(ServerSettings.IngestKey);
+        var scraped = DateTimeOffset.UtcNow;
 
         Assert.Equal(acme.Count + acmeResent.Count + 1, metrics.Value("alphamesh_ingest_events_accepted_total", ("tenant", "acme")));
         Assert.Equal(globex.Count + globexResent.Count, metrics.Value("alphamesh_ingest_events_accepted_total", ("tenant", "globex")));
@@ -78,7 +100,9 @@ public sealed class MetricsEndpointTests : IAsyncLifetime
         long invalid = acme.Count(e => !decimal.TryParse(e.Data["tokens"], NumberStyles.Number, CultureInfo.InvariantCulture, out _));
         Assert.InRange(invalid, 1, acme.Count - 1);
         Assert.Equal(invalid, metrics.Value("alphamesh_aggregator_invalid_events_total", ("tenant", "acme"), ("meter", "tokens")));
-        Assert.Equal(0, metrics.Value("alphamesh_aggregator_invalid_events_total", ("tenant", "acme"), ("meter", "calls")));
+        // Nothing to count yet: no series (the COUNT meter takes every event).
+        Assert.False(metrics.Has("alphamesh_aggregator_invalid_events_total", ("meter", "calls")), metrics.Text);
+        Assert.False(metrics.Has("alphamesh_aggregator_invalid_events_total", ("tenant", "globex")), metrics.Text);
         Assert.Equal(0, metrics.Value("alphamesh_aggregator_malformed_records_total"));
         int partitions = _server.App.Services.GetRequiredService<AlphaMesh.Core.IEventLog>().PartitionCount;
         for (int p = 0; p < partitions; p++)
@@ -86,6 +110,8 @@ public sealed class MetricsEndpointTests : IAsyncLifetime
             string partition = p.ToString(CultureInfo.InvariantCulture);
             Assert.Equal(0, metrics.Value("alphamesh_aggregator_lag_bytes", ("partition", partition)));
             Assert.Equal(0, metrics.Value("alphamesh_aggregator_stopped", ("partition", partition)));
+            double checkpointed = metrics.Sample("alphamesh_aggregator_checkpointed_at_seconds", ("partition", partition));
+            Assert.InRange(checkpointed, beforeCheckpoint.ToUnixTimeMilliseconds() / 1000.0 - 0.001, scraped.ToUnixTimeMilliseconds() / 1000.0 + 0.001);
         }
         // ASP.NET Core's own request metrics come along: the ingest requests above were HTTP/2 gRPC calls.
         Assert.True(metrics.Samples.Any(s => s.Name == "http_server_request_duration_seconds_count" && s.Labels.GetValueOrDefault("http_route") == "/alphamesh.usage.v1.UsageIngest/Ingest"),
@@ -155,11 +181,17 @@ public sealed class MetricsEndpointTests : IAsyncLifetime
         }
 
         /// <summary>The one sample of <paramref name="name"/> carrying these labels (others may be there too).</summary>
-        public long Value(string name, params (string Key, string Value)[] labels)
+        public double Sample(string name, params (string Key, string Value)[] labels)
         {
             var matches = Samples.Where(s => s.Name == name && labels.All(l => s.Labels.GetValueOrDefault(l.Key) == l.Value)).ToList();
             Assert.True(matches.Count == 1, $"{matches.Count} samples of {name} with {string.Join(", ", labels)} in:\n{Text}");
-            return (long)matches[0].Value;
+            return matches[0].Value;
         }
+
+        public bool Has(string name, params (string Key, string Value)[] labels)
+            => Samples.Any(s => s.Name == name && labels.All(l => s.Labels.GetValueOrDefault(l.Key) == l.Value));
+
+        /// <summary><see cref="Sample"/> of a count.</summary>
+        public long Value(string name, params (string Key, string Value)[] labels) => (long)Sample(name, labels);
     }
 }

@@ -93,17 +93,26 @@ internal sealed class AggregatorHost : IAggregator
 
     public IReadOnlyDictionary<string, TenantCounters> GetAllCounters()
     {
-        var tenants = new SortedSet<string>(StringComparer.Ordinal);
+        var duplicates = new Dictionary<string, long>(StringComparer.Ordinal);
+        var invalid = new Dictionary<(string Tenant, string Key), long>();
         foreach (var partition in _partitions)
-            partition.AddCountedTenants(tenants);
+            partition.AddAllCounts(duplicates, invalid);
+        var invalidByTenant = new Dictionary<string, Dictionary<string, long>>(StringComparer.Ordinal);
+        foreach (var ((tenant, key), count) in invalid)
+        {
+            if (!invalidByTenant.TryGetValue(tenant, out var meters))
+                invalidByTenant[tenant] = meters = new Dictionary<string, long>(StringComparer.Ordinal);
+            meters[key] = count;
+        }
         var counters = new Dictionary<string, TenantCounters>(StringComparer.Ordinal);
-        foreach (string tenant in tenants)
-            counters[tenant] = GetCounters(tenant);
+        foreach (string tenant in duplicates.Keys.Union(invalidByTenant.Keys))
+            counters[tenant] = new TenantCounters(duplicates.GetValueOrDefault(tenant), invalidByTenant.GetValueOrDefault(tenant) ?? []);
         return counters;
     }
 
     public IReadOnlyList<PartitionProgress> GetProgress()
-        => [.. _partitions.Select(p => new PartitionProgress(p.Index, p.Progress, _log.GetPartition(p.Index).CommittedPosition, p.Failure is not null))];
+        => [.. _partitions.Select(p => new PartitionProgress(p.Index, p.Progress, _log.GetPartition(p.Index).CommittedPosition,
+            p.Failure is not null, p.CheckpointedAt, p.Replaying))];
 
     public async ValueTask CheckpointAsync(CancellationToken cancellationToken = default)
     {

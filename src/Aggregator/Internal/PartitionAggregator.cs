@@ -95,6 +95,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private long _malformed;
     private int _disposed;
     private Exception? _failure;
+    private long _checkpointedAtUnixMs;
+    private readonly long _committedAtStart;
 
     /// <summary>Why the loop stopped, or null while it runs.</summary>
     public AggregatorStoppedException? Failure => Volatile.Read(ref _failure) is { } failure ? new AggregatorStoppedException(Index, failure) : null;
@@ -102,6 +104,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private PartitionAggregator(IPartitionLog log, IMeterCatalog catalog, PeriodTotals totals, AggregatorOptions options, TimeProvider time, string directory)
     {
         _log = log;
+        _committedAtStart = log.CommittedPosition;
         _catalog = catalog;
         _totals = totals;
         _directory = directory;
@@ -871,14 +874,19 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     public long Duplicates(string tenant)
         => _tenants.TryGetValue(KeyBuilder.TenantKey(tenant), out var stats) ? Volatile.Read(ref stats.Duplicates) : 0;
 
-    /// <summary>Adds the tenants this partition has a meter or a duplicate of.</summary>
-    public void AddCountedTenants(ISet<string> tenants)
+    /// <summary>Adds this partition's duplicates per tenant and invalid events per (tenant, meter) to the totals: one
+    /// pass over each, whatever the number of tenants.</summary>
+    public void AddAllCounts(Dictionary<string, long> duplicates, Dictionary<(string Tenant, string Key), long> invalid)
     {
         foreach (var stats in _tenants.Values)
-            tenants.Add(stats.Tenant);
-        foreach (var key in Volatile.Read(ref _meters).ByKey.Keys)
-            tenants.Add(key.Tenant);
+            duplicates[stats.Tenant] = duplicates.GetValueOrDefault(stats.Tenant) + Volatile.Read(ref stats.Duplicates);
+        foreach (var (key, meter) in Volatile.Read(ref _meters).ByKey)
+            invalid[key] = invalid.GetValueOrDefault(key) + meter.Invalid;
     }
+
+    /// <summary>Whether the loop is still replaying what the log had committed when it started (its counters, restored
+    /// from the last checkpoint, may then be below what they were before the stop).</summary>
+    public bool Replaying => Progress < _committedAtStart;
 
     public void AddInvalidCounts(string tenant, Dictionary<string, long> counts)
     {
@@ -962,7 +970,10 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     {
         long position = _position;
         if (position == _checkpointPosition)
-            return; // nothing applied since the last checkpoint
+        {
+            MarkCheckpointed(); // nothing applied since the last checkpoint
+            return;
+        }
         // After a compaction the dedupe log begins later: its next checkpoint writes the index, so that recovery never
         // has to replay from below the log's new beginning.
         bool compacted = CompactDedupe();
@@ -975,6 +986,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         new CheckpointManifest(sequence, position, aggregates, dedupe, stateFile).Write(_directory);
         _sequence = sequence;
         _checkpointPosition = position;
+        MarkCheckpointed();
 
         _aggregates.PurgeExcept(aggregates);
         _dedupe.PurgeExcept(dedupe);
@@ -985,6 +997,13 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         }
         _log.TruncateBefore(position);
     }
+
+    private void MarkCheckpointed() => Volatile.Write(ref _checkpointedAtUnixMs, _time.GetUtcNow().ToUnixTimeMilliseconds());
+
+    /// <summary>When every applied record was last known to be in a checkpoint (one taken, or nothing applied since
+    /// the last); null before this process's first checkpoint.</summary>
+    public DateTimeOffset? CheckpointedAt
+        => Volatile.Read(ref _checkpointedAtUnixMs) is long ms and > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
 
     /// <summary>Drops expired event ids and markers from the oldest quarter of the dedupe log once it is long.
     /// "Now" is the latest ingest time applied, not the clock, so that a replay compacts the same way.</summary>

@@ -58,8 +58,9 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
         return device;
     }
 
-    /// <summary>The first failure of a background unlink, if any (the segment was already gone for FASTER; a file
-    /// that could not be unlinked only takes disk space, and the next <see cref="Open"/> tries again).</summary>
+    /// <summary>The first failure of a removal, if any (the segment was already gone for FASTER; a file that could
+    /// not be unlinked only takes disk space, and the next <see cref="Open"/> tries again). Every failure is also
+    /// counted on <c>/metrics</c> (<see cref="AlphaMeshMetrics.SegmentRemovalFailures"/>).</summary>
     public Exception? RemovalFailure => Volatile.Read(ref _removalFailure);
 
     /// <summary>Completes when every unlink queued so far is done.</summary>
@@ -119,7 +120,7 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
         }
         catch (Exception e)
         {
-            Interlocked.CompareExchange(ref _removalFailure, e, null);
+            RecordFailure(e);
         }
         finally
         {
@@ -162,8 +163,14 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            Interlocked.CompareExchange(ref _removalFailure, e, null);
+            RecordFailure(e);
         }
+    }
+
+    private void RecordFailure(Exception e)
+    {
+        Interlocked.CompareExchange(ref _removalFailure, e, null);
+        AlphaMeshMetrics.SegmentRemovalFailures.Add(1);
     }
 
     public override void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context)

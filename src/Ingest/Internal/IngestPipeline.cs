@@ -161,8 +161,15 @@ internal sealed class IngestPipeline
         var tenant = new KeyValuePair<string, object?>("tenant", work.Tenant);
         if (work.Batch.AcceptedCount > 0)
             _acceptedEvents.Add(work.Batch.AcceptedCount, tenant);
-        foreach (var rejection in work.Batch.Rejections)
-            _rejectedEvents.Add(1, tenant, new KeyValuePair<string, object?>("code", rejection.Code));
+        var rejections = work.Batch.Rejections;
+        if (rejections.IsEmpty)
+            return;
+        // One addition per code, not per event (the codes are a fixed set of constants).
+        var byCode = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var rejection in rejections)
+            byCode[rejection.Code] = byCode.GetValueOrDefault(rejection.Code) + 1;
+        foreach (var (code, count) in byCode)
+            _rejectedEvents.Add(count, tenant, new KeyValuePair<string, object?>("code", code));
     }
 
     /// <summary>Gives the request's budget and buffers back. Call exactly once per parsed request.</summary>

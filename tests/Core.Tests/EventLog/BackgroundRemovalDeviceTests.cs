@@ -118,4 +118,38 @@ public sealed class BackgroundRemovalDeviceTests : IDisposable
         Assert.Equal(["log.2"], FilesLeft());
         epoch.Dispose();
     }
+
+    [Fact]
+    public async Task TruncateUntilSegment_SegmentCannotBeRemoved_OthersGoFailureRecordedAndCounted()
+    {
+        // Root ignores file permissions, so the failure comes from the file's kind: segment 1's path is a directory
+        // with a file in it, which can be neither renamed as a file nor unlinked.
+        CreateSegments(3, 4096);
+        var epoch = new LightEpoch();
+        var device = OpenDevice(epoch, 1L << 20);
+        File.Delete(Segment(1));
+        Directory.CreateDirectory(Segment(1));
+        File.WriteAllText(Path.Combine(Segment(1), "keep"), "x");
+        long counted = 0;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == AlphaMeshMetrics.MeterName && instrument.Name == "alphamesh.storage.segment_removal_failures")
+                l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref counted, value));
+        listener.Start();
+
+        device.TruncateUntilSegment(2);
+        await device.RemovalsCompleted.WaitAsync(TimeSpan.FromSeconds(30));
+
+        // FASTER's callback ran for both (the log moved on); segment 0 went; segment 1's failure is kept and counted.
+        Assert.Equal(2, device.StartSegment);
+        Assert.Equal(["log.2"], FilesLeft());
+        Assert.True(Directory.Exists(Segment(1)));
+        Assert.NotNull(device.RemovalFailure);
+        Assert.True(Interlocked.Read(ref counted) >= 1, "the failed removal was not counted");
+        device.Dispose();
+        epoch.Dispose();
+    }
 }
