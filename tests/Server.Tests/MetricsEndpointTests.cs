@@ -45,7 +45,7 @@ public sealed class MetricsEndpointTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Metrics_RandomizedEventsResentAndRejected_CountsMatchOracle()
+    public async Task Metrics_RandomizedEventsResentRejectedOverEveryIngestPath_CountsMatchOracle()
     {
         await _api.CreateMeterAsync(new { key = "tokens", eventType = "llm_call", aggregation = "SUM", valueProperty = "tokens" });
         await _api.CreateMeterAsync(new { key = "calls", eventType = "llm_call", aggregation = "COUNT" });
@@ -74,6 +74,31 @@ public sealed class MetricsEndpointTests : IAsyncLifetime
         mixed.Events.Add(Requests.Event("acme-no-customer-2", customer: "", type: "llm_call", time: now));
         var reply = await new UsageIngest.UsageIngestClient(_api.Channel).IngestAsync(mixed, Requests.Auth(ServerSettings.IngestKey));
         Assert.Equal(1, reply.Accepted);
+        // Over HTTP too (CloudEvents): five accepted, one rejected; a type no meter counts.
+        var cloudEvents = Enumerable.Range(0, 6).Select(i => new Dictionary<string, object>
+        {
+            ["specversion"] = "1.0",
+            ["id"] = $"acme-http-{i}",
+            ["source"] = "tests",
+            ["type"] = "page_view",
+            ["subject"] = i == 3 ? "" : "cust-http",
+        }).ToList();
+        using (var viaHttp = await _api.SendAsync(HttpMethod.Post, "/v1/events", ServerSettings.IngestKey, cloudEvents))
+        {
+            var body = await UsageApi.ReadJsonAsync(viaHttp);
+            Assert.True(viaHttp.StatusCode == HttpStatusCode.OK, body.ToString());
+            Assert.Equal(5, body.GetProperty("accepted").GetInt32());
+        }
+        // And through the SDK's gRPC stream: 50 events in batches of 20.
+        await using (var client = new AlphaMesh.Client.UsageClient(new AlphaMesh.Client.UsageClientOptions
+        {
+            Endpoint = _server.Settings.GrpcAddress,
+            ApiKey = ServerSettings.IngestKey,
+            MaxBatchEvents = 20,
+        }))
+        {
+            await Task.WhenAll(Enumerable.Range(0, 50).Select(i => client.TrackAsync("page_view", "cust-sdk", [], id: $"acme-sdk-{i}")));
+        }
         // A request refused as a whole counts nothing.
         using (var http = new HttpClient())
         using (var malformed = new HttpRequestMessage(HttpMethod.Post, new Uri(_server.Settings.RestAddress, "/v1/events")))
@@ -91,9 +116,9 @@ public sealed class MetricsEndpointTests : IAsyncLifetime
         var metrics = await ScrapeAsync(ServerSettings.IngestKey);
         var scraped = DateTimeOffset.UtcNow;
 
-        Assert.Equal(acme.Count + acmeResent.Count + 1, metrics.Value("alphamesh_ingest_events_accepted_total", ("tenant", "acme")));
+        Assert.Equal(acme.Count + acmeResent.Count + 1 + 5 + 50, metrics.Value("alphamesh_ingest_events_accepted_total", ("tenant", "acme")));
         Assert.Equal(globex.Count + globexResent.Count, metrics.Value("alphamesh_ingest_events_accepted_total", ("tenant", "globex")));
-        Assert.Equal(2, metrics.Value("alphamesh_ingest_events_rejected_total", ("tenant", "acme"), ("code", "missing_customer")));
+        Assert.Equal(2 + 1, metrics.Value("alphamesh_ingest_events_rejected_total", ("tenant", "acme"), ("code", "missing_customer")));
         Assert.Equal(1, metrics.Value("alphamesh_ingest_events_rejected_total", ("tenant", "acme"), ("code", "missing_id")));
         Assert.Equal(acmeResent.Count, metrics.Value("alphamesh_aggregator_duplicates_total", ("tenant", "acme")));
         Assert.Equal(globexResent.Count, metrics.Value("alphamesh_aggregator_duplicates_total", ("tenant", "globex")));
