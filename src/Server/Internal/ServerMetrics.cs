@@ -13,9 +13,9 @@ namespace AlphaMesh.Server.Internal;
 /// <summary>
 /// <c>GET /metrics</c>: Prometheus text exposition of AlphaMesh's own instruments (ingest's accepted and rejected
 /// events, the aggregator's duplicates, invalid events, malformed records, lag and stopped loops, the storage's failed
-/// segment removals) and ASP.NET Core's
-/// (requests, connections). Every tenant's counts are in it, so it takes an admin key of the operator tenant, like the
-/// tenants API. The aggregator's instruments are observed when a scrape asks: nothing is added to the event path.
+/// segment removals) and ASP.NET Core's (requests, connections). Every tenant's counts are in it, so it takes an admin
+/// key of the operator tenant, like the tenants API. The aggregator's instruments are observed when a scrape asks:
+/// nothing is added to the event path.
 /// </summary>
 internal static class ServerMetrics
 {
@@ -83,7 +83,7 @@ internal sealed class AggregatorInstruments
         meter.CreateObservableCounter("alphamesh.aggregator.duplicates", () => Duplicates(aggregator), "{event}",
             "Events dropped because their (tenant, id) was counted before, per tenant");
         meter.CreateObservableCounter("alphamesh.aggregator.invalid_events", () => InvalidEvents(aggregator), "{event}",
-            "Events of a meter's type that the meter could not count (no value property, a value that is not a decimal number), per tenant and meter");
+            "Events of a meter's type that the meter could not count (no value property, a value that is not a decimal number, a gauge reading older than the window's latest), per tenant and meter");
         meter.CreateObservableCounter("alphamesh.aggregator.malformed_records", () => MalformedRecords(aggregator), "{record}",
             "Log records no partition could decode (skipped, never retried)");
         meter.CreateObservableGauge("alphamesh.aggregator.lag", () => Progress(aggregator, p => p.LagBytes), "By",
