@@ -1,3 +1,4 @@
+using System.Globalization;
 using AlphaMesh.Aggregator.Internal;
 
 namespace AlphaMesh.Aggregator.Tests;
@@ -156,6 +157,64 @@ public sealed class AggregatorTests
         await harness.RestartAsync(); // graceful: the final checkpoint (with the index: the first of this run)
         await harness.Aggregator.WaitForCommittedAsync();
         await AssertMatchesOracleAsync(harness, meters);
+    }
+
+    [Fact]
+    public async Task Recover_CheckpointFailedAfterDedupeCompaction_PreviousCheckpointRecoversAndCountsNothingTwice()
+    {
+        // A checkpoint compacts the dedupe log, FASTER's checkpoints of both stores complete (FASTER then truncates
+        // the dedupe log below its new beginning), and the checkpoint fails before its manifest is written (here:
+        // the state file's path is taken by a directory; a full disk or a crash does the same). The manifest still
+        // names the previous checkpoint, which needs the dedupe log from the old beginning: its segments must still
+        // be there, or the ids they hold are forgotten and their resends counted again.
+        await using var harness = new Harness(partitions: 1, o =>
+        {
+            o.SegmentSizeBytes = 16 << 10;
+            o.DedupeCompactionBytes = 16 << 10; // every checkpoint compacts the oldest quarter of the dedupe log
+            // The random events are months older than their ingest time (now), which ingest's backdating limit would
+            // refuse; a retention longer than that keeps their ids and UNIQUE_COUNT markers live through compaction.
+            o.DedupeRetention = TimeSpan.FromDays(3650);
+        });
+        var meters = await AllMetersAsync(harness);
+        await harness.StartAsync();
+        var random = new Random(11);
+        var first = RandomEvents.Generate(random, 1500);
+        await harness.AppendAsync(first);
+        await harness.Aggregator.CheckpointAsync();
+        var second = RandomEvents.Generate(random, 1500, first, "s");
+        await harness.AppendAsync(second);
+
+        string partitionDirectory = Path.Combine(harness.Options().Directory, "p0");
+        var manifest = CheckpointManifest.TryRead(partitionDirectory);
+        Assert.NotNull(manifest);
+        Directory.CreateDirectory(Path.Combine(partitionDirectory, $"state-{manifest.Sequence + 1:D10}.bin"));
+        var partition = harness.Host.Partitions[0];
+        long beginBefore = partition.DedupeLogBegin;
+
+        // Opening a directory for writing: EACCES, which .NET reports as UnauthorizedAccessException.
+        await Assert.ThrowsAsync<UnauthorizedAccessException>(async () => await harness.Aggregator.CheckpointAsync());
+
+        // The failed checkpoint did compact past a whole segment, and the manifest still names the previous one.
+        long segment = harness.Options().SegmentSizeBytes;
+        Assert.True(partition.DedupeLogBegin / segment > beginBefore / segment,
+            $"the dedupe log's beginning moved from {beginBefore} to {partition.DedupeLogBegin}, within one segment");
+        Assert.Equal(manifest, CheckpointManifest.TryRead(partitionDirectory));
+
+        Directory.Delete(Path.Combine(partitionDirectory, $"state-{manifest.Sequence + 1:D10}.bin"));
+        await harness.CrashAndRestartAsync();
+        await harness.Aggregator.WaitForCommittedAsync();
+        await AssertMatchesOracleAsync(harness, meters);
+
+        // Every event resent, in another order and split: all duplicates.
+        await harness.AppendAsync(Enumerable.Reverse(second).Concat(first));
+        await AssertMatchesOracleAsync(harness, meters);
+        // The next checkpoint succeeds, and removes the segments that no checkpoint needs any more.
+        await harness.Aggregator.CheckpointAsync();
+        long firstNeeded = harness.Host.Partitions[0].DedupeLogBegin / segment;
+        var segments = Directory.EnumerateFiles(Path.Combine(partitionDirectory, "dedupe"), "hlog.*")
+            .Select(f => int.Parse(Path.GetExtension(f)[1..], CultureInfo.InvariantCulture)).ToList();
+        Assert.NotEmpty(segments);
+        Assert.All(segments, s => Assert.True(s >= firstNeeded, $"segment {s} kept, below the log's beginning in segment {firstNeeded}"));
     }
 
     [Fact]

@@ -75,10 +75,11 @@ public sealed class KvStoreTests
     }
 
     [Fact]
-    public async Task ShiftBeginAddress_TruncateLog_RemovesTheSegmentsBelowAndKeepsTheKeysAbove()
+    public async Task ShiftBeginAddress_TruncateLog_RemovesTheSegmentsBelowAtPurgeExceptAndKeepsTheKeysAbove()
     {
-        // Compaction moves a store's begin address with truncateLog: FASTER then removes the segments below it
-        // through the store's device (BackgroundRemovalDevice), on a task of its own.
+        // A checkpoint after a compaction moves a store's begin address with truncateLog: FASTER then removes the
+        // segments below it through the store's device (BackgroundRemovalDevice), on a task of its own. The device
+        // keeps them until PurgeExcept (the aggregator's manifest no longer names a checkpoint that needs them).
         string directory = Path.Combine(Path.GetTempPath(), "alphamesh-kvstore-tests", Guid.NewGuid().ToString("N"));
         var options = new AggregatorOptions { PageSizeBytes = 4096, SegmentSizeBytes = 8192 };
         var sizes = StoreSizes.From(options, 16 * 4096, 1 << 14, "Dedupe");
@@ -97,17 +98,23 @@ public sealed class KvStoreTests
                     store.Rmw(ref key, ref value);
                     keys.Add(key);
                 }
-                await store.CheckpointAsync(withIndex: true, long.MaxValue, CancellationToken.None);
+                var checkpoint = await store.CheckpointAsync(withIndex: true, long.MaxValue, CancellationToken.None);
                 Assert.True(File.Exists(Path.Combine(directory, "hlog.0")));
                 int firstKept = addresses.FindIndex(address => address >= 4 * 8192);
 
                 store.Kv.Log.ShiftBeginAddress(4 * 8192, truncateLog: true);
 
                 // FASTER removes the four segments one after another on its own task: wait for all of them.
-                bool AnyBelowCut() => Enumerable.Range(0, 4).Any(segment => File.Exists(Path.Combine(directory, $"hlog.{segment}")));
-                for (int wait = 0; wait < 1000 && AnyBelowCut(); wait++)
+                for (int wait = 0; wait < 1000 && store.DeferredSegmentCount < 4; wait++)
                     await Task.Delay(10);
-                Assert.False(AnyBelowCut(), "segments 0-3 were not all removed within 10 s");
+                Assert.Equal(4, store.DeferredSegmentCount);
+                bool AllBelowCut() => Enumerable.Range(0, 4).All(segment => File.Exists(Path.Combine(directory, $"hlog.{segment}")));
+                Assert.True(AllBelowCut(), "segments 0-3 were removed before PurgeExcept");
+
+                store.PurgeExcept(checkpoint);
+
+                Assert.Equal(0, store.DeferredSegmentCount);
+                Assert.DoesNotContain(Enumerable.Range(0, 4), segment => File.Exists(Path.Combine(directory, $"hlog.{segment}")));
                 Assert.True(File.Exists(Path.Combine(directory, "hlog.4")));
                 foreach (var kept in keys.Skip(firstKept + 1))
                 {

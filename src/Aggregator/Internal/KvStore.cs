@@ -48,7 +48,7 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     where TOutput : struct
     where TFunctions : IFunctions<TKey, TValue, TInput, TOutput, Empty>
 {
-    private readonly IDevice _device;
+    private readonly BackgroundRemovalDevice _device;
     private readonly DeviceLogCommitCheckpointManager _checkpoints;
     // The last index checkpoint of this run and the log's tail when it was taken (none after a restart: the first
     // checkpoint then writes the index).
@@ -71,8 +71,9 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     public KvStore(string directory, StoreSizes sizes, IFasterEqualityComparer<TKey> comparer, TFunctions functions, bool writtenOnce = false)
     {
         Directory.CreateDirectory(directory);
-        // Segments that compaction frees are unlinked in the background, not in the partition's loop.
-        _device = BackgroundRemovalDevice.Open(Path.Combine(directory, "hlog"));
+        // Segments that compaction frees are unlinked in the background, not in the partition's loop, and only once
+        // the aggregator's manifest no longer names a checkpoint that needs them (PurgeExcept).
+        _device = BackgroundRemovalDevice.Open(Path.Combine(directory, "hlog"), deferRemovals: true);
         _checkpoints = new DeviceLogCommitCheckpointManager(new LocalStorageNamedDeviceFactory(),
             new DefaultCheckpointNamingScheme(Path.Combine(directory, "checkpoints")), removeOutdated: false);
         try
@@ -305,10 +306,12 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
         return new StoreCheckpoint(_indexToken, logToken);
     }
 
-    /// <summary>Deletes the checkpoints <paramref name="keep"/> does not need. (FASTER's purge of a token deletes
-    /// its index and its log checkpoint both.)</summary>
+    /// <summary>Deletes the checkpoints <paramref name="keep"/> does not need (FASTER's purge of a token deletes
+    /// its index and its log checkpoint both), and the log segments FASTER truncated when it took them. Called once
+    /// the aggregator's manifest names <paramref name="keep"/>: until then recovery may still need both.</summary>
     public void PurgeExcept(StoreCheckpoint keep)
     {
+        _device.RemoveDeferredSegments();
         var tokens = new HashSet<Guid>(_checkpoints.GetLogCheckpointTokens());
         tokens.UnionWith(_checkpoints.GetIndexCheckpointTokens());
         foreach (var token in tokens)
@@ -319,6 +322,9 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     }
 
     public long LogBytes => Kv.Log.TailAddress - Kv.Log.BeginAddress;
+
+    /// <summary>Log segments FASTER truncated that are kept until the next <see cref="PurgeExcept"/> (tests).</summary>
+    internal int DeferredSegmentCount => _device.DeferredSegmentCount;
 
     public void Dispose()
     {

@@ -18,6 +18,13 @@ namespace AlphaMesh.Core.Internal;
 /// the thread pool. The new name does not start with the log's file name, so the inner device never takes it for a
 /// segment when it recovers; files left behind by a crash are unlinked when the device is next opened.
 /// </para>
+/// <para>
+/// Opened with <c>deferRemovals</c> (the aggregator's FASTER KV stores), a segment FASTER removes is only noted, and
+/// is removed by <see cref="RemoveDeferredSegments"/>. Why: FASTER truncates a store's log when its checkpoint
+/// commits, but for the aggregator a checkpoint counts only once its manifest is written; until then recovery uses the
+/// previous checkpoint, which needs the segments below the new beginning (after a dedupe compaction). Removed at
+/// once, a checkpoint that failed before its manifest, or a crash in between, left a store that could not recover.
+/// </para>
 /// </summary>
 internal sealed class BackgroundRemovalDevice : StorageDeviceBase
 {
@@ -33,25 +40,29 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
     private readonly object _gate = new();
     private Task _removals = Task.CompletedTask;
     private Task _held = Task.CompletedTask;
+    private readonly bool _deferRemovals;
+    private readonly List<int> _deferred = [];
     private Exception? _removalFailure;
     private bool _closing;
 
-    private BackgroundRemovalDevice(IDevice inner)
+    private BackgroundRemovalDevice(IDevice inner, bool deferRemovals)
         : base(inner.FileName, inner.SectorSize, inner.Capacity)
     {
         _inner = inner;
+        _deferRemovals = deferRemovals;
         // The inner device found the existing segment files (recoverDevice); truncation starts from them.
         startSegment = inner.StartSegment;
         endSegment = inner.EndSegment;
     }
 
     /// <summary>Opens the device for the segment files named <paramref name="fileName"/>.N, and unlinks (in the
-    /// background) what an earlier run had renamed for removal but not yet unlinked.</summary>
-    public static BackgroundRemovalDevice Open(string fileName)
+    /// background) what an earlier run had renamed for removal but not yet unlinked. With
+    /// <paramref name="deferRemovals"/>, segments FASTER removes stay until <see cref="RemoveDeferredSegments"/>.</summary>
+    public static BackgroundRemovalDevice Open(string fileName, bool deferRemovals = false)
     {
         var inner = Devices.CreateLogDevice(fileName, preallocateFile: false, deleteOnClose: false,
             capacity: Devices.CAPACITY_UNSPECIFIED, recoverDevice: true);
-        var device = new BackgroundRemovalDevice(inner);
+        var device = new BackgroundRemovalDevice(inner, deferRemovals);
         string directory = Path.GetDirectoryName(Path.GetFullPath(fileName))!;
         foreach (string leftover in Directory.EnumerateFiles(directory, RemovedPrefix + Path.GetFileName(fileName) + ".*"))
             device.UnlinkLater(leftover);
@@ -87,10 +98,56 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
         _inner.Initialize(segmentSize, epoch, omitSegmentIdFromFilename);
     }
 
+    /// <summary>Segments FASTER removed that wait for <see cref="RemoveDeferredSegments"/> (deferring devices only).</summary>
+    public int DeferredSegmentCount
+    {
+        get
+        {
+            lock (_gate)
+                return _deferred.Count;
+        }
+    }
+
     /// <summary>Called by FASTER inside an epoch action: it must call <paramref name="callback"/> and not throw.
     /// FASTER also calls it after the device is disposed (a FasterLog's truncation runs on a task of its own that
     /// its Dispose does not wait for): the file is then deleted in place.</summary>
     public override void RemoveSegmentAsync(int segment, AsyncCallback callback, IAsyncResult result)
+    {
+        try
+        {
+            if (_deferRemovals)
+            {
+                lock (_gate)
+                    _deferred.Add(segment);
+            }
+            else
+            {
+                Remove(segment);
+            }
+        }
+        finally
+        {
+            callback(result);
+        }
+    }
+
+    /// <summary>Removes the segments FASTER removed so far (a deferring device keeps them until this is called: once
+    /// nothing recovery could use still needs them).</summary>
+    public void RemoveDeferredSegments()
+    {
+        int[] segments;
+        lock (_gate)
+        {
+            segments = [.. _deferred];
+            _deferred.Clear();
+        }
+        foreach (int segment in segments)
+            Remove(segment);
+    }
+
+    /// <summary>Renames the segment's file, lets the inner device drop its handles and unlinks the file later.
+    /// Never throws: a failure is recorded (the segment is gone for FASTER either way).</summary>
+    private void Remove(int segment)
     {
         string path = GetSegmentFilename(FileName, segment);
         string renamed = Path.Combine(Path.GetDirectoryName(path)!, RemovedPrefix + Path.GetFileName(path));
@@ -121,10 +178,6 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
         catch (Exception e)
         {
             RecordFailure(e);
-        }
-        finally
-        {
-            callback(result);
         }
     }
 
