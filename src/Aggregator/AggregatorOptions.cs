@@ -38,8 +38,9 @@ public sealed class AggregatorOptions
     /// <summary>Segment file size of both stores.</summary>
     public long SegmentSizeBytes { get; set; } = 256L << 20;
 
-    /// <summary>When the dedupe store's log is longer than this, its oldest quarter is compacted at the next
-    /// checkpoint: expired ids and markers are dropped, live ones move to the tail.</summary>
+    /// <summary>Below this length of the dedupe store's log, no compaction runs. Above it, a checkpoint compacts the
+    /// start of the log that has passed the retention: expired ids and markers are dropped, the few live ones there
+    /// move to the tail. Live ids are never copied because the log is long.</summary>
     public long DedupeCompactionBytes { get; set; } = 1L << 30;
 
     /// <summary>A checkpoint writes a store's hash index only once the store's log has grown this much since the

@@ -166,14 +166,14 @@ public sealed class AggregatorTests
         // the dedupe log below its new beginning), and the checkpoint fails before its manifest is written (here:
         // the state file's path is taken by a directory; a full disk or a crash does the same). The manifest still
         // names the previous checkpoint, which needs the dedupe log from the old beginning: its segments must still
-        // be there, or the ids they hold are forgotten and their resends counted again.
+        // be there, or the partition cannot recover.
+        var retention = TimeSpan.FromSeconds(2);
         await using var harness = new Harness(partitions: 1, o =>
         {
             o.SegmentSizeBytes = 16 << 10;
-            o.DedupeCompactionBytes = 16 << 10; // every checkpoint compacts the oldest quarter of the dedupe log
-            // The random events are months older than their ingest time (now), which ingest's backdating limit would
-            // refuse; a retention longer than that keeps their ids and UNIQUE_COUNT markers live through compaction.
-            o.DedupeRetention = TimeSpan.FromDays(3650);
+            o.DedupeCompactionBytes = 16 << 10;
+            // Short, so that the first half's ids have expired (by ingest time) when the second checkpoint compacts.
+            o.DedupeRetention = retention;
         });
         var meters = await AllMetersAsync(harness);
         await harness.StartAsync();
@@ -181,6 +181,7 @@ public sealed class AggregatorTests
         var first = RandomEvents.Generate(random, 1500);
         await harness.AppendAsync(first);
         await harness.Aggregator.CheckpointAsync();
+        await Task.Delay(retention + TimeSpan.FromMilliseconds(200));
         var second = RandomEvents.Generate(random, 1500, first, "s");
         await harness.AppendAsync(second);
 
@@ -205,7 +206,7 @@ public sealed class AggregatorTests
         await harness.Aggregator.WaitForCommittedAsync();
         await AssertMatchesOracleAsync(harness, meters);
 
-        // Every event resent, in another order and split: all duplicates.
+        // Every event resent, in another order and split, before a checkpoint compacts again: all duplicates.
         await harness.AppendAsync(Enumerable.Reverse(second).Concat(first));
         await AssertMatchesOracleAsync(harness, meters);
         // The next checkpoint succeeds, and removes the segments that no checkpoint needs any more.
@@ -215,6 +216,92 @@ public sealed class AggregatorTests
             .Select(f => int.Parse(Path.GetExtension(f)[1..], CultureInfo.InvariantCulture)).ToList();
         Assert.NotEmpty(segments);
         Assert.All(segments, s => Assert.True(s >= firstNeeded, $"segment {s} kept, below the log's beginning in segment {firstNeeded}"));
+    }
+
+    private static List<TestEvent> NewIds(string prefix, int count, DateTime time) =>
+        [.. Enumerable.Range(0, count).Select(i => new TestEvent("acme", $"{prefix}{i}", "api_call", $"c{i % 7}", time))];
+
+    [Fact]
+    public async Task CompactDedupe_LiveIdsPastTheThreshold_MovesNothing()
+    {
+        // Every id is younger than the retention: however long the dedupe log, a checkpoint has nothing to drop.
+        // (Compacting a share of the log instead copied a quarter of the live ids to the tail at every checkpoint.)
+        await using var harness = new Harness(partitions: 1, o => o.DedupeCompactionBytes = 16 << 10);
+        await harness.MeterAsync("acme", "calls", Aggregation.Count);
+        await harness.StartAsync();
+        var partition = harness.Host.Partitions[0];
+        long begin = partition.DedupeLogBegin;
+        for (int round = 0; round < 5; round++)
+        {
+            await harness.AppendAsync(NewIds($"r{round}-", 2000, Noon));
+            long tail = partition.DedupeLogTail;
+            await harness.Aggregator.CheckpointAsync();
+            Assert.Equal(begin, partition.DedupeLogBegin);
+            Assert.Equal(tail, partition.DedupeLogTail);
+        }
+        Assert.True(partition.DedupeLogTail - begin > 8 * (16 << 10), "the log never outgrew the compaction threshold");
+    }
+
+    [Fact]
+    public async Task CompactDedupe_IdsARetentionOld_DropsThemAndMovesOnlyTheLiveOnes()
+    {
+        var retention = TimeSpan.FromSeconds(2);
+        await using var harness = new Harness(partitions: 1, o =>
+        {
+            o.DedupeCompactionBytes = 4 << 10;
+            o.DedupeRetention = retention;
+        });
+        await harness.MeterAsync("acme", "calls", Aggregation.Count);
+        await harness.StartAsync();
+        var partition = harness.Host.Partitions[0];
+        // Old events, and three timed an hour ahead: an id is kept for the retention after the later of its times.
+        var old = NewIds("old", 3000, DateTime.UtcNow.AddMinutes(-1));
+        var ahead = NewIds("ahead", 3, DateTime.UtcNow.AddHours(1));
+        await harness.AppendAsync(old.Concat(ahead));
+        long oldTail = partition.DedupeLogTail;
+        await harness.Aggregator.CheckpointAsync(); // marks where the log stands
+        Assert.Equal(64, partition.DedupeLogBegin); // FASTER's first address: nothing compacted yet
+
+        await Task.Delay(retention + TimeSpan.FromMilliseconds(200));
+        var fresh = NewIds("fresh", 500, DateTime.UtcNow);
+        await harness.AppendAsync(fresh);
+        long tail = partition.DedupeLogTail;
+        await harness.Aggregator.CheckpointAsync();
+
+        // Everything below the mark is gone, and only the three live ids moved to the tail (a record is 32 bytes:
+        // header, 16-byte key, 8-byte expiry).
+        Assert.Equal(oldTail, partition.DedupeLogBegin);
+        Assert.Equal(3 * 32, partition.DedupeLogTail - tail);
+        long duplicates = harness.Aggregator.GetCounters("acme").Duplicates;
+        await harness.AppendAsync(ahead.Concat(fresh));
+        Assert.Equal(duplicates + ahead.Count + fresh.Count, harness.Aggregator.GetCounters("acme").Duplicates);
+    }
+
+    [Fact]
+    public async Task CompactDedupe_AfterRestarts_UsesTheMarksOfTheStateFile()
+    {
+        var retention = TimeSpan.FromSeconds(2);
+        await using var harness = new Harness(partitions: 1, o =>
+        {
+            o.DedupeCompactionBytes = 4 << 10;
+            o.DedupeRetention = retention;
+        });
+        await harness.MeterAsync("acme", "calls", Aggregation.Count);
+        await harness.StartAsync();
+        await harness.AppendAsync(NewIds("old", 2000, DateTime.UtcNow.AddMinutes(-1)));
+        long oldTail = harness.Host.Partitions[0].DedupeLogTail;
+        await harness.Aggregator.CheckpointAsync();
+        await harness.RestartAsync(); // graceful: a final checkpoint, then the marks from its state file
+        await harness.AppendAsync(NewIds("more", 100, DateTime.UtcNow.AddMinutes(-1)));
+        await harness.Aggregator.CheckpointAsync();
+        await harness.CrashAndRestartAsync(); // the marks of the last checkpoint
+
+        await Task.Delay(retention + TimeSpan.FromMilliseconds(200));
+        await harness.AppendAsync(NewIds("fresh", 100, DateTime.UtcNow));
+        await harness.Aggregator.CheckpointAsync();
+
+        Assert.True(harness.Host.Partitions[0].DedupeLogBegin >= oldTail,
+            $"the dedupe log begins at {harness.Host.Partitions[0].DedupeLogBegin}, below the ids a retention old (up to {oldTail})");
     }
 
     [Fact]

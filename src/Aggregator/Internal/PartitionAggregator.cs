@@ -70,6 +70,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private readonly List<Series> _dirtySeries = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<(string, string), long> _restoredInvalid = [];
+    // Where the dedupe log stood at some checkpoints, oldest first (see CompactDedupe); kept in the state file.
+    private readonly List<DedupeMark> _dedupeMarks = [];
 
     private IPartitionLogReader _reader = null!;
     private MeterTable _meters = null!;
@@ -1005,17 +1007,43 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     public DateTimeOffset? CheckpointedAt
         => Volatile.Read(ref _checkpointedAtUnixMs) is long ms and > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
 
-    /// <summary>Drops expired event ids and markers from the oldest quarter of the dedupe log once it is long.
-    /// "Now" is the latest ingest time applied, not the clock, so that a replay compacts the same way.</summary>
+    /// <summary>Every dedupe record below <see cref="Address"/> was applied by the time the latest ingest time applied
+    /// was <see cref="IngestTime"/>.</summary>
+    private readonly record struct DedupeMark(long Address, long IngestTime);
+
+    // Marks are taken at checkpoints, at most one per this fraction of the retention: a compaction then leaves at
+    // most that much of expired ids behind, and the state file holds about this many marks.
+    private const int MarksPerRetention = 64;
+
+    /// <summary>
+    /// Drops the expired event ids and markers at the beginning of the dedupe log once the log is long. Compacts only
+    /// below the newest mark whose ingest time is a retention old: every id there has expired (an id is kept for the
+    /// retention after the later of its event time, at most ingest's future skew ahead, and its ingest time), so
+    /// little is left to move to the tail (UNIQUE_COUNT markers of windows not yet a retention past their end, ids
+    /// of events timed ahead). Compacting a fixed share of the log instead copied a quarter of the live ids at every
+    /// checkpoint once they outgrew <see cref="AggregatorOptions.DedupeCompactionBytes"/>.
+    /// "Now" is the latest ingest time applied, not the clock, so that a replay compacts the same way.
+    /// </summary>
     private bool CompactDedupe()
     {
-        long bytes = _dedupe.LogBytes;
-        if (bytes <= _compactionBytes)
+        var log = _dedupe.Kv.Log;
+        if (_dedupeMarks.Count == 0 || _maxIngestTime - _dedupeMarks[^1].IngestTime >= _retention / MarksPerRetention)
+            _dedupeMarks.Add(new DedupeMark(log.TailAddress, _maxIngestTime));
+
+        int expired = 0;
+        while (expired < _dedupeMarks.Count && _dedupeMarks[expired].IngestTime + _retention <= _maxIngestTime)
+            expired++;
+        if (expired == 0)
             return false;
-        long until = Math.Min(_dedupe.Kv.Log.BeginAddress + (bytes / 4), _dedupe.Kv.Log.SafeReadOnlyAddress);
-        if (until <= _dedupe.Kv.Log.BeginAddress)
+        long until = Math.Min(_dedupeMarks[expired - 1].Address, log.SafeReadOnlyAddress);
+        if (log.TailAddress - log.BeginAddress <= _compactionBytes || until <= log.BeginAddress)
+        {
+            // Not worth compacting yet: only the newest expired mark is needed later.
+            _dedupeMarks.RemoveRange(0, expired - 1);
             return false;
-        _dedupe.Session.Compact(until, FASTER.core.CompactionType.Scan, new ExpiredDedupeEntries(_maxIngestTime));
+        }
+        long compacted = _dedupe.Session.Compact(until, FASTER.core.CompactionType.Scan, new ExpiredDedupeEntries(_maxIngestTime));
+        _dedupeMarks.RemoveAll(mark => mark.Address <= compacted);
         return true;
     }
 
@@ -1029,7 +1057,10 @@ internal sealed class PartitionAggregator : IAsyncDisposable
 
     internal long DedupeLogBegin => _dedupe.Kv.Log.BeginAddress;
 
-    private const int StateFormat = 1;
+    internal long DedupeLogTail => _dedupe.Kv.Log.TailAddress;
+
+    // Format 2 adds the dedupe marks at the end; format 1 (without them) still reads.
+    private const int StateFormat = 2;
 
     private void WriteState(string path)
     {
@@ -1075,6 +1106,12 @@ internal sealed class PartitionAggregator : IAsyncDisposable
                     writer.Write(periodStart);
                     WriteState(writer, state);
                 }
+                writer.Write(_dedupeMarks.Count);
+                foreach (var mark in _dedupeMarks)
+                {
+                    writer.Write(mark.Address);
+                    writer.Write(mark.IngestTime);
+                }
             }
             stream.Flush(flushToDisk: true);
         }
@@ -1085,8 +1122,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         using var reader = new BinaryReader(stream, Encoding.UTF8);
         int format = reader.ReadInt32();
-        if (format != StateFormat)
-            throw new InvalidOperationException($"The aggregator state file '{path}' has format {format}; this version reads format {StateFormat}.");
+        if (format is not (1 or StateFormat))
+            throw new InvalidOperationException($"The aggregator state file '{path}' has format {format}; this version reads formats 1 and {StateFormat}.");
         _maxIngestTime = reader.ReadInt64();
         _malformed = reader.ReadInt64();
         for (int i = reader.ReadInt32(); i > 0; i--)
@@ -1127,6 +1164,11 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             long periodStart = reader.ReadInt64();
             total.Write(periodStart, ReadState(reader));
             _ownedTotals.Add(total);
+        }
+        if (format >= 2)
+        {
+            for (int i = reader.ReadInt32(); i > 0; i--)
+                _dedupeMarks.Add(new DedupeMark(reader.ReadInt64(), reader.ReadInt64()));
         }
     }
 
