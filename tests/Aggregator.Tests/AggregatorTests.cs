@@ -304,6 +304,62 @@ public sealed class AggregatorTests
             $"the dedupe log begins at {harness.Host.Partitions[0].DedupeLogBegin}, below the ids a retention old (up to {oldTail})");
     }
 
+    /// <summary>Rewrites the state file of the partition's first checkpoint in format 1 (format 2 without the dedupe
+    /// marks at its end), or with another format number.</summary>
+    private static void RewriteStateFile(Harness harness, int format, bool dropMarks)
+    {
+        string directory = Path.Combine(harness.Options().Directory, "p0");
+        var manifest = CheckpointManifest.TryRead(directory);
+        Assert.NotNull(manifest);
+        string path = Path.Combine(directory, manifest.StateFile);
+        byte[] bytes = File.ReadAllBytes(path);
+        Assert.Equal(2, BitConverter.ToInt32(bytes, 0));
+        int length = bytes.Length;
+        if (dropMarks)
+        {
+            // The marks end the file: their count, then (address, ingest time) pairs of 16 bytes. The first
+            // checkpoint takes one.
+            Assert.Equal(1, BitConverter.ToInt32(bytes, length - 20));
+            length -= 20;
+        }
+        BitConverter.GetBytes(format).CopyTo(bytes, 0);
+        File.WriteAllBytes(path, bytes[..length]);
+    }
+
+    [Fact]
+    public async Task Recover_StateFileOfFormat1_ReadsItWithoutDedupeMarks()
+    {
+        await using var harness = new Harness(partitions: 1);
+        var meters = await AllMetersAsync(harness);
+        await harness.StartAsync();
+        var random = new Random(21);
+        var first = RandomEvents.Generate(random, 400);
+        await harness.AppendAsync(first);
+        await harness.Aggregator.CheckpointAsync();
+        await harness.AppendAsync(RandomEvents.Generate(random, 400, first, "s"));
+        await harness.Host.CrashAsync();
+        RewriteStateFile(harness, format: 1, dropMarks: true);
+
+        await harness.CrashAndRestartAsync();
+
+        await AssertMatchesOracleAsync(harness, meters);
+    }
+
+    [Fact]
+    public async Task Recover_StateFileOfUnknownFormat_FailsNamingTheFileAndFormat()
+    {
+        await using var harness = new Harness(partitions: 1);
+        await harness.MeterAsync("acme", "calls", Aggregation.Count);
+        await harness.StartAsync();
+        await harness.AppendAsync(RandomEvents.Generate(new Random(3), 100));
+        await harness.Aggregator.CheckpointAsync();
+        await harness.Host.CrashAsync();
+        RewriteStateFile(harness, format: 9, dropMarks: false);
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(harness.CrashAndRestartAsync);
+        Assert.Contains("state-0000000001.bin' has format 9; this version reads formats 1 and 2", error.Message);
+    }
+
     [Fact]
     public async Task Recover_CrashBeforeAnyCheckpoint_ReplaysWholeLog()
     {
