@@ -360,6 +360,107 @@ public sealed class AggregatorTests
         Assert.Contains("state-0000000001.bin' has format 9; this version reads formats 1 and 2", error.Message);
     }
 
+    private static string[] StateChain(Harness harness, out string directory)
+    {
+        directory = Path.Combine(harness.Options().Directory, "p0");
+        var manifest = CheckpointManifest.TryRead(directory);
+        Assert.NotNull(manifest);
+        return manifest.StateFiles;
+    }
+
+    [Fact]
+    public async Task Checkpoint_FewChangesAfterAFullStateFile_WritesOnlyTheChangesAndRecoversThem()
+    {
+        await using var harness = new Harness(partitions: 1);
+        var meters = await AllMetersAsync(harness);
+        await harness.StartAsync();
+        var random = new Random(5);
+        var many = Enumerable.Range(0, 300).SelectMany(c => RandomEvents.Generate(random, 4, idPrefix: $"m{c}-")
+            .Select(e => e with { Customer = $"many{c}" })).Concat(RandomEvents.Generate(random, 300)).ToList();
+        await harness.AppendAsync(many);
+        await harness.Aggregator.CheckpointAsync();
+        string full = Assert.Single(StateChain(harness, out string directory));
+
+        // A few events: an existing customer's (one in a later window) and a new customer's.
+        var few = new List<TestEvent>
+        {
+            new("acme", "few1", "api_call", "many7", Noon, ("tokens", "1.5"), ("region", "eu"), ("model", "m1"), ("user", "u1")),
+            new("acme", "few2", "api_call", "many7", Noon.AddDays(2), ("tokens", "2.25"), ("region", "eu"), ("model", "m1"), ("user", "u2")),
+            new("acme", "few3", "api_call", "newcomer", Noon, ("tokens", "0.1"), ("region", "us"), ("model", "m0"), ("user", "u1")),
+            new("acme", "few4", "api_call", "newcomer", Noon, ("tokens", "0.2"), ("region", "us"), ("model", "m0"), ("user", "u3")),
+        };
+        await harness.AppendAsync(few);
+        await harness.Aggregator.CheckpointAsync();
+
+        var chain = StateChain(harness, out _);
+        Assert.Equal(2, chain.Length);
+        Assert.Equal(full, chain[0]);
+        long fullBytes = new FileInfo(Path.Combine(directory, chain[0])).Length;
+        long changesBytes = new FileInfo(Path.Combine(directory, chain[1])).Length;
+        Assert.True(changesBytes * 20 < fullBytes, $"the changes took {changesBytes} bytes, the full state {fullBytes}");
+
+        await harness.CrashAndRestartAsync();
+        await AssertMatchesOracleAsync(harness, meters);
+        // The current-period totals of the changed and the new customer came back from the second file.
+        Assert.Equal(0.3m, harness.Aggregator.Entitlements.Check("acme", "newcomer", "sum-flat", Noon).Usage);
+        decimal many7 = Oracle.Unique(harness.Appended)
+            .Where(e => e.Tenant == "acme" && e.Type == "api_call" && e.Customer == "many7" && e.Time.Year == Noon.Year && e.Time.Month == Noon.Month)
+            .Sum(e => decimal.TryParse(e.Get("tokens"), System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : 0m);
+        Assert.Equal(many7, harness.Aggregator.Entitlements.Check("acme", "many7", "sum-flat", Noon).Usage);
+    }
+
+    [Fact]
+    public async Task Checkpoint_AfterAFailedOne_StillWritesTheChangesOfBoth()
+    {
+        await using var harness = new Harness(partitions: 1);
+        var meters = await AllMetersAsync(harness);
+        await harness.StartAsync();
+        var random = new Random(13);
+        var first = RandomEvents.Generate(random, 600);
+        await harness.AppendAsync(first);
+        await harness.Aggregator.CheckpointAsync();
+        StateChain(harness, out string directory);
+        // Changes, then a checkpoint that fails writing its state file, then more changes and one that succeeds.
+        await harness.AppendAsync(RandomEvents.Generate(random, 60, first, "a").Select(e => e with { Customer = e.Customer + "-a" }));
+        string blocker = Path.Combine(directory, "state-0000000002.bin");
+        Directory.CreateDirectory(blocker);
+        await Assert.ThrowsAsync<UnauthorizedAccessException>(async () => await harness.Aggregator.CheckpointAsync());
+        Directory.Delete(blocker);
+        await harness.AppendAsync(RandomEvents.Generate(random, 60, first, "b"));
+        await harness.Aggregator.CheckpointAsync();
+        Assert.Equal(2, StateChain(harness, out _).Length);
+
+        await harness.CrashAndRestartAsync(); // nothing to replay: the state chain alone holds the "-a" customers
+        await AssertMatchesOracleAsync(harness, meters);
+        Assert.All(harness.Appended.Where(e => e.Customer.EndsWith("-a", StringComparison.Ordinal) && e.Tenant == "acme" && e.Type == "api_call"),
+            e => Assert.True(harness.Host.Partitions[0].HasCustomer("acme", e.Customer), $"{e.Customer} lost"));
+    }
+
+    [Fact]
+    public async Task Checkpoint_ChangesOutweighTheFullStateFile_WritesAFullOneAgain()
+    {
+        await using var harness = new Harness(partitions: 1);
+        var meters = await AllMetersAsync(harness);
+        await harness.StartAsync();
+        var random = new Random(8);
+        var lengths = new List<int>();
+        for (int round = 0; round < 12; round++)
+        {
+            // New customers each round: every checkpoint's changes are as large as the first full file.
+            var events = RandomEvents.Generate(random, round == 0 ? 300 : 150, idPrefix: $"r{round}-");
+            await harness.AppendAsync(round == 0 ? events : events.Select(e => e with { Customer = $"{e.Customer}-{round}" }));
+            await harness.Aggregator.CheckpointAsync();
+            lengths.Add(StateChain(harness, out _).Length);
+        }
+        Assert.Equal(1, lengths[0]);
+        Assert.Contains(2, lengths);
+        Assert.Contains(1, lengths.Skip(1)); // a full file again, once the changes outweighed the first
+        Assert.Equal(StateChain(harness, out string directory).Length, Directory.EnumerateFiles(directory, "state-*.bin").Count());
+
+        await harness.CrashAndRestartAsync();
+        await AssertMatchesOracleAsync(harness, meters);
+    }
+
     [Fact]
     public async Task Recover_CrashBeforeAnyCheckpoint_ReplaysWholeLog()
     {

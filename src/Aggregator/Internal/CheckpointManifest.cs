@@ -12,6 +12,10 @@ namespace AlphaMesh.Aggregator.Internal;
 /// </summary>
 internal sealed record CheckpointManifest(long Sequence, long Position, StoreCheckpoint Aggregates, StoreCheckpoint Dedupe, string StateFile)
 {
+    /// <summary>The state files to read in order (<see cref="StateFile"/> names them separated by spaces): a full
+    /// one, then the changes of each later checkpoint. A manifest of an earlier version names one.</summary>
+    public string[] StateFiles => StateFile.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+
     public const string FileName = "checkpoint.manifest";
     // Format 2: each store's checkpoint is an index checkpoint and a (later or same) log checkpoint. Format 1 had one
     // full checkpoint per store; it still reads, as the same token for both.

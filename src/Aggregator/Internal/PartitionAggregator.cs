@@ -68,6 +68,13 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private readonly ConcurrentQueue<PartitionWork> _work = new();
     private readonly List<PartitionWork> _waiting = [];
     private readonly List<Series> _dirtySeries = [];
+    // The state chain (see CheckpointAsync): its files, oldest (the full one) first, their sizes, and the series and
+    // totals changed since its last file.
+    private readonly List<string> _stateChain = [];
+    private long _stateBaseBytes;
+    private long _stateDeltaBytes;
+    private readonly List<Series> _changedSeries = [];
+    private readonly List<PeriodTotal> _changedTotals = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<(string, string), long> _restoredInvalid = [];
     // Where the dedupe log stood at some checkpoints, oldest first (see CompactDedupe); kept in the state file.
@@ -201,7 +208,18 @@ internal sealed class PartitionAggregator : IAsyncDisposable
                 $"Partition {Index}: the aggregator checkpoint resumes at log position {manifest.Position}, but the log begins at {_log.BeginPosition}; the events in between are gone. Restore the log that belongs to this aggregator state, or delete '{_directory}' to rebuild from the log that is left.");
         _aggregates.Recover(manifest.Aggregates, _aggregateFunctions);
         _dedupe.Recover(manifest.Dedupe, _dedupeFunctions);
-        ReadState(Path.Combine(_directory, manifest.StateFile));
+        // The manifest names a chain of state files: a full one, then the changes of each later checkpoint.
+        var names = new Dictionary<UInt128, Series>();
+        foreach (string stateFile in manifest.StateFiles)
+        {
+            string path = Path.Combine(_directory, stateFile);
+            ReadState(path, names);
+            _stateChain.Add(stateFile);
+            if (_stateChain.Count == 1)
+                _stateBaseBytes = new FileInfo(path).Length;
+            else
+                _stateDeltaBytes += new FileInfo(path).Length;
+        }
         _sequence = manifest.Sequence;
         _position = manifest.Position;
         _progress = _position;
@@ -624,8 +642,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         var series = prepared.Series;
         if (series is null)
             series = TouchSeries(prepared.SeriesId, meter, e, data, groups, customerTotal: false, start);
-        else
-            series.Touch(start);
+        else if (series.Touch(start))
+            MarkStateChanged(series);
 
         if (meter.Aggregation == Aggregation.UniqueCount)
         {
@@ -771,7 +789,15 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     }
 
     private void AddToPeriodTotal(CompiledMeter meter, Series series, scoped in EventRecordView e, long time, in AggregateInput input, decimal delta)
-        => (series.Total ?? FindPeriodTotal(meter, series, e)).Add(_months.Start(time), input, delta);
+    {
+        var total = series.Total ?? FindPeriodTotal(meter, series, e);
+        total.Add(_months.Start(time), input, delta);
+        if (!total.StateChanged)
+        {
+            total.StateChanged = true;
+            _changedTotals.Add(total);
+        }
+    }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private PeriodTotal FindPeriodTotal(CompiledMeter meter, Series series, scoped in EventRecordView e)
@@ -811,8 +837,17 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     {
         if (!_series.TryGet(id, out var series))
             series = AddSeries(id, meter, e.Customer, data, groups, customerTotal);
-        series.Touch(windowStart);
+        if (series.Touch(windowStart))
+            MarkStateChanged(series);
         return series;
+    }
+
+    private void MarkStateChanged(Series series)
+    {
+        if (series.StateChanged)
+            return;
+        series.StateChanged = true;
+        _changedSeries.Add(series);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -984,17 +1019,39 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         var dedupe = await _dedupe.CheckpointAsync(withIndex: compacted, _indexCheckpointLogBytes, cancellationToken).ConfigureAwait(false);
         long sequence = _sequence + 1;
         string stateFile = $"state-{sequence:D10}.bin";
-        WriteState(Path.Combine(_directory, stateFile));
-        new CheckpointManifest(sequence, position, aggregates, dedupe, stateFile).Write(_directory);
+        // A full state file when the chain's changes outweigh its full file (or the chain is long): what a
+        // checkpoint writes follows what changed, and recovery reads at most about twice the state.
+        bool full = _stateChain.Count == 0 || _stateDeltaBytes >= _stateBaseBytes || _stateChain.Count >= MaxStateChain;
+        long bytes = WriteState(Path.Combine(_directory, stateFile), full);
+        string[] chain = full ? [stateFile] : [.. _stateChain, stateFile];
+        new CheckpointManifest(sequence, position, aggregates, dedupe, string.Join(' ', chain)).Write(_directory);
         _sequence = sequence;
         _checkpointPosition = position;
         MarkCheckpointed();
+        if (full)
+        {
+            _stateBaseBytes = bytes;
+            _stateDeltaBytes = 0;
+        }
+        else
+        {
+            _stateDeltaBytes += bytes;
+        }
+        _stateChain.Clear();
+        _stateChain.AddRange(chain);
+        // Cleared only now: had the checkpoint failed, the next one must still write these changes.
+        foreach (var series in _changedSeries)
+            series.StateChanged = false;
+        _changedSeries.Clear();
+        foreach (var total in _changedTotals)
+            total.StateChanged = false;
+        _changedTotals.Clear();
 
         _aggregates.PurgeExcept(aggregates);
         _dedupe.PurgeExcept(dedupe);
         foreach (string file in Directory.EnumerateFiles(_directory, "state-*.bin"))
         {
-            if (Path.GetFileName(file) != stateFile)
+            if (!_stateChain.Contains(Path.GetFileName(file)))
                 File.Delete(file);
         }
         _log.TruncateBefore(position);
@@ -1059,11 +1116,19 @@ internal sealed class PartitionAggregator : IAsyncDisposable
 
     internal long DedupeLogTail => _dedupe.Kv.Log.TailAddress;
 
-    // Format 2 adds the dedupe marks at the end; format 1 (without them) still reads.
+    // Format 2 adds the dedupe marks at the end; format 1 (without them) still reads. A file after the first of a
+    // chain holds only the series and totals changed since the file before it (the layout is the same).
     private const int StateFormat = 2;
 
-    private void WriteState(string path)
+    // Files in a state chain before a checkpoint writes a full one again.
+    private const int MaxStateChain = 256;
+
+    /// <summary>Writes a state file: the partition's counters and dedupe marks, and either every series and
+    /// current-period total (<paramref name="full"/>) or those changed since the chain's last file. Returns its size.</summary>
+    private long WriteState(string path, bool full)
     {
+        var series = full ? _series.All : _changedSeries;
+        IReadOnlyCollection<PeriodTotal> totals = full ? _ownedTotals : _changedTotals;
         using (var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
         {
             using (var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true))
@@ -1084,22 +1149,22 @@ internal sealed class PartitionAggregator : IAsyncDisposable
                     writer.Write(key.Key);
                     writer.Write(meter.Invalid);
                 }
-                writer.Write(_series.Count);
-                foreach (var series in _series.All)
+                writer.Write(full ? _series.Count : _changedSeries.Count);
+                foreach (var one in series)
                 {
-                    WriteUInt128(writer, series.Id);
-                    writer.Write(series.Tenant);
-                    writer.Write(series.MeterKey);
-                    writer.Write(series.Customer);
-                    writer.Write(series.CustomerTotal);
-                    writer.Write(series.GroupValues.Length);
-                    foreach (string value in series.GroupValues)
+                    WriteUInt128(writer, one.Id);
+                    writer.Write(one.Tenant);
+                    writer.Write(one.MeterKey);
+                    writer.Write(one.Customer);
+                    writer.Write(one.CustomerTotal);
+                    writer.Write(one.GroupValues.Length);
+                    foreach (string value in one.GroupValues)
                         writer.Write(value);
-                    writer.Write(series.FirstWindow);
-                    writer.Write(series.LastWindow);
+                    writer.Write(one.FirstWindow);
+                    writer.Write(one.LastWindow);
                 }
-                writer.Write(_ownedTotals.Count);
-                foreach (var total in _ownedTotals)
+                writer.Write(totals.Count);
+                foreach (var total in totals)
                 {
                     total.Read(out long periodStart, out var state);
                     WriteUInt128(writer, total.Key);
@@ -1114,10 +1179,14 @@ internal sealed class PartitionAggregator : IAsyncDisposable
                 }
             }
             stream.Flush(flushToDisk: true);
+            return stream.Length;
         }
     }
 
-    private void ReadState(string path)
+    /// <summary>Applies one file of a state chain over what the earlier files restored: its counters and marks
+    /// replace theirs, its series and totals are added or replace theirs. <paramref name="names"/> maps each total's
+    /// key to a series of its (tenant, meter, customer), over the whole chain.</summary>
+    private void ReadState(string path, Dictionary<UInt128, Series> names)
     {
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         using var reader = new BinaryReader(stream, Encoding.UTF8);
@@ -1145,26 +1214,30 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             var values = new string[reader.ReadInt32()];
             for (int v = 0; v < values.Length; v++)
                 values[v] = reader.ReadString();
-            var series = new Series { Id = id, Tenant = tenant, MeterKey = meterKey, Customer = customer, GroupValues = values, CustomerTotal = customerTotal };
-            series.Touch(reader.ReadInt64());
-            series.Touch(reader.ReadInt64());
-            _series.Add(series);
+            long first = reader.ReadInt64(), last = reader.ReadInt64();
+            if (!_series.TryGet(id, out var series))
+            {
+                series = new Series { Id = id, Tenant = tenant, MeterKey = meterKey, Customer = customer, GroupValues = values, CustomerTotal = customerTotal };
+                _series.Add(series);
+                // A total is not written with its names: every total was made for a series of the same (tenant,
+                // meter, customer), written with it or before it, and series are never dropped, so the series name it.
+                names.TryAdd(KeyBuilder.EntitlementKey(tenant, meterKey, customer), series);
+            }
+            series.Touch(first);
+            series.Touch(last);
         }
-        // A total is not written with its names: every total was made for a series of the same (tenant, meter, customer),
-        // and series are never dropped, so the series name it (format 1 stays as it was).
-        var names = new Dictionary<UInt128, Series>(_series.Count);
-        foreach (var series in _series.All)
-            names.TryAdd(KeyBuilder.EntitlementKey(series.Tenant, series.MeterKey, series.Customer), series);
         for (int i = reader.ReadInt32(); i > 0; i--)
         {
             var key = ReadUInt128(reader);
             if (!names.TryGetValue(key, out var named))
                 throw new InvalidOperationException($"The aggregator state file '{path}' has a current-period total ({key}) that no series names; the file is damaged.");
-            var total = _totals.GetOrAdd(key, named.Tenant, named.MeterKey, named.Customer, out _);
+            var total = _totals.GetOrAdd(key, named.Tenant, named.MeterKey, named.Customer, out bool added);
             long periodStart = reader.ReadInt64();
             total.Write(periodStart, ReadState(reader));
-            _ownedTotals.Add(total);
+            if (added)
+                _ownedTotals.Add(total);
         }
+        _dedupeMarks.Clear();
         if (format >= 2)
         {
             for (int i = reader.ReadInt32(); i > 0; i--)

@@ -18,6 +18,9 @@ internal sealed class PeriodTotal
 
     public UInt128 Key { get; }
 
+    /// <summary>Set (by the owning partition's loop) while the total has changes its state chain does not hold yet.</summary>
+    public bool StateChanged;
+
     /// <summary>Adds an event of the period starting at <paramref name="periodStart"/>. An event of an earlier
     /// period than the current one changes nothing here (it is in the window aggregates); a later one starts a new period.
     /// <paramref name="apply"/> is the event as applied to a window; for TIME_WEIGHTED_SUM, <paramref name="delta"/>

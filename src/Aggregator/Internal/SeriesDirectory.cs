@@ -32,12 +32,25 @@ internal sealed class Series
     public bool HotDirty;
     public AggregateState HotState;
 
-    public void Touch(long windowStart)
+    /// <summary>Set while the series has changes (it is new, or its window range grew) that the partition's state
+    /// chain does not hold yet.</summary>
+    public bool StateChanged;
+
+    /// <summary>Widens the range of windows to <paramref name="windowStart"/>; true when it grew.</summary>
+    public bool Touch(long windowStart)
     {
+        bool grew = false;
         if (windowStart < FirstWindow)
+        {
             FirstWindow = windowStart;
+            grew = true;
+        }
         if (windowStart > LastWindow)
+        {
             LastWindow = windowStart;
+            grew = true;
+        }
+        return grew;
     }
 }
 
