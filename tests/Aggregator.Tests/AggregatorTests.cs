@@ -209,13 +209,23 @@ public sealed class AggregatorTests
         // Every event resent, in another order and split, before a checkpoint compacts again: all duplicates.
         await harness.AppendAsync(Enumerable.Reverse(second).Concat(first));
         await AssertMatchesOracleAsync(harness, meters);
-        // The next checkpoint succeeds, and removes the segments that no checkpoint needs any more.
-        await harness.Aggregator.CheckpointAsync();
-        long firstNeeded = harness.Host.Partitions[0].DedupeLogBegin / segment;
-        var segments = Directory.EnumerateFiles(Path.Combine(partitionDirectory, "dedupe"), "hlog.*")
-            .Select(f => int.Parse(Path.GetExtension(f)[1..], CultureInfo.InvariantCulture)).ToList();
-        Assert.NotEmpty(segments);
-        Assert.All(segments, s => Assert.True(s >= firstNeeded, $"segment {s} kept, below the log's beginning in segment {firstNeeded}"));
+        // The next checkpoints succeed, and remove the segments that no checkpoint needs any more. (FASTER truncates
+        // in an epoch action that may run after the checkpoint's PurgeExcept; the one after removes them then.)
+        List<int> kept = [];
+        for (int attempt = 0; attempt < 20; attempt++)
+        {
+            await harness.AppendAsync([new TestEvent("acme", $"after{attempt}", "api_call", "c1", Noon)]);
+            await harness.Aggregator.CheckpointAsync();
+            long firstNeeded = harness.Host.Partitions[0].DedupeLogBegin / segment;
+            var segments = Directory.EnumerateFiles(Path.Combine(partitionDirectory, "dedupe"), "hlog.*")
+                .Select(f => int.Parse(Path.GetExtension(f)[1..], CultureInfo.InvariantCulture)).ToList();
+            Assert.NotEmpty(segments);
+            kept = [.. segments.Where(s => s < firstNeeded)];
+            if (kept.Count == 0)
+                break;
+            await Task.Delay(50);
+        }
+        Assert.True(kept.Count == 0, $"segments {string.Join(", ", kept)} kept, below the log's beginning");
     }
 
     private static List<TestEvent> NewIds(string prefix, int count, DateTime time) =>
@@ -425,10 +435,11 @@ public sealed class AggregatorTests
         string blocker = Path.Combine(directory, "state-0000000002.bin");
         Directory.CreateDirectory(blocker);
         await Assert.ThrowsAsync<UnauthorizedAccessException>(async () => await harness.Aggregator.CheckpointAsync());
-        Directory.Delete(blocker);
         await harness.AppendAsync(RandomEvents.Generate(random, 60, first, "b"));
         await harness.Aggregator.CheckpointAsync();
-        Assert.Equal(2, StateChain(harness, out _).Length);
+        // A new name for the new attempt: a failed attempt's file may be named by a manifest it managed to write.
+        Assert.Equal(["state-0000000001.bin", "state-0000000003.bin"], StateChain(harness, out _));
+        Directory.Delete(blocker);
 
         await harness.CrashAndRestartAsync(); // nothing to replay: the state chain alone holds the "-a" customers
         await AssertMatchesOracleAsync(harness, meters);

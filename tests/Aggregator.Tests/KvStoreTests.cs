@@ -32,6 +32,43 @@ public sealed class KvStoreTests
         Directory.Delete(directory, recursive: true);
     }
 
+    [Fact]
+    public async Task CheckpointAsync_LogBeginsLaterThanAtTheIndexCheckpoint_WritesTheIndexAgain()
+    {
+        // After a compaction the log begins later; a log-only checkpoint would make recovery replay the log from the
+        // old index checkpoint's start, below the new beginning. The store itself notices, whatever its caller asks.
+        string directory = Path.Combine(Path.GetTempPath(), "alphamesh-kvstore-tests", Guid.NewGuid().ToString("N"));
+        var options = new AggregatorOptions { PageSizeBytes = 4096, SegmentSizeBytes = 1 << 20 };
+        using (var store = new KvStore<HashKey, DedupeValue, DedupeValue, DedupeOutput, DedupeFunctions>(directory,
+            StoreSizes.From(options, 1 << 16, 1 << 12, "Dedupe"), HashKeyComparer.Instance, new DedupeFunctions()))
+        {
+            void Insert(ulong from, ulong to)
+            {
+                for (ulong i = from; i <= to; i++)
+                {
+                    var key = new HashKey(i);
+                    var value = new DedupeValue { ExpiresAt = (long)i };
+                    store.Rmw(ref key, ref value);
+                }
+            }
+            Insert(1, 1000);
+            var first = await store.CheckpointAsync(withIndex: false, long.MaxValue, CancellationToken.None);
+            Assert.Equal(first.Index, first.Log); // the first of a run has its index
+            Insert(1001, 1100);
+            var logOnly = await store.CheckpointAsync(withIndex: false, long.MaxValue, CancellationToken.None);
+            Assert.Equal(first.Index, logOnly.Index);
+            Assert.NotEqual(logOnly.Index, logOnly.Log);
+
+            store.Kv.Log.ShiftBeginAddress(store.Kv.Log.SafeReadOnlyAddress / 2, truncateLog: false);
+            Insert(1101, 1200);
+            var afterShift = await store.CheckpointAsync(withIndex: false, long.MaxValue, CancellationToken.None);
+
+            Assert.Equal(afterShift.Index, afterShift.Log);
+            Assert.NotEqual(first.Index, afterShift.Index);
+        }
+        Directory.Delete(directory, recursive: true);
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]

@@ -54,6 +54,7 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     // checkpoint then writes the index).
     private Guid _indexToken;
     private long _indexTail;
+    private long _indexBegin;
     // FASTER's hash index (its main buckets, 64 bytes each) for LoadBucket: FASTER does not expose it, so it is
     // found by reflection after every (re)initialisation of the index (construction and recovery).
     private unsafe byte* _buckets;
@@ -281,7 +282,9 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     /// <paramref name="indexEveryLogBytes"/> since the last index checkpoint, or when there is none in this run: a
     /// recovery replays the log written since the index checkpoint into the index, so this bounds that replay, and
     /// most checkpoints are a log flush and a little metadata (the bursts of index writes made the ingest log's
-    /// synchronous writes, on the same disk, wait).
+    /// synchronous writes, on the same disk, wait). Also when the log begins later than at the last index
+    /// checkpoint (a compaction moved it), so that recovery never replays from below the log's beginning; kept
+    /// here rather than passed in, so that a checkpoint that failed after the compaction does not lose it.
     /// </summary>
     public async ValueTask<StoreCheckpoint> CheckpointAsync(bool withIndex, long indexEveryLogBytes, CancellationToken cancellationToken)
     {
@@ -291,13 +294,15 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
         cancellationToken.ThrowIfCancellationRequested();
         await Kv.CompleteCheckpointAsync(CancellationToken.None).ConfigureAwait(false);
         long tail = Kv.Log.TailAddress;
-        if (withIndex || _indexToken == Guid.Empty || tail - _indexTail >= indexEveryLogBytes)
+        long begin = Kv.Log.BeginAddress;
+        if (withIndex || _indexToken == Guid.Empty || tail - _indexTail >= indexEveryLogBytes || begin > _indexBegin)
         {
             var (success, token) = await Kv.TakeFullCheckpointAsync(CheckpointType.FoldOver, CancellationToken.None).ConfigureAwait(false);
             if (!success)
                 throw new InvalidOperationException("FASTER refused the checkpoint (another checkpoint was in progress).");
             _indexToken = token;
             _indexTail = tail;
+            _indexBegin = begin;
             return new StoreCheckpoint(token, token);
         }
         var (logSuccess, logToken) = await Kv.TakeHybridLogCheckpointAsync(CheckpointType.FoldOver, tryIncremental: false, CancellationToken.None).ConfigureAwait(false);

@@ -1,5 +1,6 @@
 using System.Buffers.Text;
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -71,6 +72,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     // The state chain (see CheckpointAsync): its files, oldest (the full one) first, their sizes, and the series and
     // totals changed since its last file.
     private readonly List<string> _stateChain = [];
+    private long _stateFileNumber;
     private long _stateBaseBytes;
     private long _stateDeltaBytes;
     private readonly List<Series> _changedSeries = [];
@@ -215,6 +217,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             string path = Path.Combine(_directory, stateFile);
             ReadState(path, names);
             _stateChain.Add(stateFile);
+            _stateFileNumber = Math.Max(_stateFileNumber, StateFileNumber(stateFile));
             if (_stateChain.Count == 1)
                 _stateBaseBytes = new FileInfo(path).Length;
             else
@@ -1011,14 +1014,15 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             MarkCheckpointed(); // nothing applied since the last checkpoint
             return;
         }
-        // After a compaction the dedupe log begins later: its next checkpoint writes the index, so that recovery never
-        // has to replay from below the log's new beginning.
-        bool compacted = CompactDedupe();
+        // After a compaction the dedupe log begins later: its next checkpoint writes the index (KvStore.CheckpointAsync).
+        CompactDedupe();
         WriteBackHotWindows();
         var aggregates = await _aggregates.CheckpointAsync(withIndex: false, _indexCheckpointLogBytes, cancellationToken).ConfigureAwait(false);
-        var dedupe = await _dedupe.CheckpointAsync(withIndex: compacted, _indexCheckpointLogBytes, cancellationToken).ConfigureAwait(false);
+        var dedupe = await _dedupe.CheckpointAsync(withIndex: false, _indexCheckpointLogBytes, cancellationToken).ConfigureAwait(false);
         long sequence = _sequence + 1;
-        string stateFile = $"state-{sequence:D10}.bin";
+        // A new name at every attempt: an attempt that failed may still have written its manifest (the directory
+        // flush after the rename failed), and that manifest names its state file until a later one replaces it.
+        string stateFile = $"state-{++_stateFileNumber:D10}.bin";
         // A full state file when the chain's changes outweigh its full file (or the chain is long): what a
         // checkpoint writes follows what changed, and recovery reads at most about twice the state.
         bool full = _stateChain.Count == 0 || _stateDeltaBytes >= _stateBaseBytes || _stateChain.Count >= MaxStateChain;
@@ -1081,7 +1085,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     /// checkpoint once they outgrew <see cref="AggregatorOptions.DedupeCompactionBytes"/>.
     /// "Now" is the latest ingest time applied, not the clock, so that a replay compacts the same way.
     /// </summary>
-    private bool CompactDedupe()
+    private void CompactDedupe()
     {
         var log = _dedupe.Kv.Log;
         if (_dedupeMarks.Count == 0 || _maxIngestTime - _dedupeMarks[^1].IngestTime >= _retention / MarksPerRetention)
@@ -1091,17 +1095,18 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         while (expired < _dedupeMarks.Count && _dedupeMarks[expired].IngestTime + _retention <= _maxIngestTime)
             expired++;
         if (expired == 0)
-            return false;
+            return;
         long until = Math.Min(_dedupeMarks[expired - 1].Address, log.SafeReadOnlyAddress);
         if (log.TailAddress - log.BeginAddress <= _compactionBytes || until <= log.BeginAddress)
         {
             // Not worth compacting yet: only the newest expired mark is needed later.
             _dedupeMarks.RemoveRange(0, expired - 1);
-            return false;
+            return;
         }
-        long compacted = _dedupe.Session.Compact(until, FASTER.core.CompactionType.Scan, new ExpiredDedupeEntries(_maxIngestTime));
+        // Lookup, not Scan: Scan reads the whole rest of the log to find newer versions of the keys; Lookup asks the
+        // index, and only for the few records still live (the expired ones are dropped without a look).
+        long compacted = _dedupe.Session.Compact(until, FASTER.core.CompactionType.Lookup, new ExpiredDedupeEntries(_maxIngestTime));
         _dedupeMarks.RemoveAll(mark => mark.Address <= compacted);
-        return true;
     }
 
     /// <summary>Compacts now, whatever the log's length (tests).</summary>
@@ -1109,7 +1114,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     {
         long until = _dedupe.Kv.Log.SafeReadOnlyAddress;
         if (until > _dedupe.Kv.Log.BeginAddress)
-            _dedupe.Session.Compact(until, FASTER.core.CompactionType.Scan, new ExpiredDedupeEntries(_maxIngestTime));
+            _dedupe.Session.Compact(until, FASTER.core.CompactionType.Lookup, new ExpiredDedupeEntries(_maxIngestTime));
     }
 
     internal long DedupeLogBegin => _dedupe.Kv.Log.BeginAddress;
@@ -1119,6 +1124,12 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     // Format 2 adds the dedupe marks at the end; format 1 (without them) still reads. A file after the first of a
     // chain holds only the series and totals changed since the file before it (the layout is the same).
     private const int StateFormat = 2;
+
+    /// <summary>The number in a state file's name (<c>state-0000000012.bin</c>: 12).</summary>
+    private static long StateFileNumber(string stateFile)
+        => long.TryParse(stateFile.AsSpan("state-".Length, stateFile.Length - "state-".Length - ".bin".Length), NumberStyles.None, CultureInfo.InvariantCulture, out long number)
+            ? number
+            : throw new InvalidOperationException($"The aggregator checkpoint manifest names a state file '{stateFile}' not of the form state-N.bin.");
 
     // Files in a state chain before a checkpoint writes a full one again.
     private const int MaxStateChain = 256;
@@ -1195,6 +1206,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             throw new InvalidOperationException($"The aggregator state file '{path}' has format {format}; this version reads formats 1 and {StateFormat}.");
         _maxIngestTime = reader.ReadInt64();
         _malformed = reader.ReadInt64();
+        // Every file holds all counters: the last file's replace the earlier ones'.
+        _tenants.Clear();
+        _restoredInvalid.Clear();
         for (int i = reader.ReadInt32(); i > 0; i--)
         {
             var stats = new TenantStats(reader.ReadString()) { Duplicates = reader.ReadInt64() };

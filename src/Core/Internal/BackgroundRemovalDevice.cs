@@ -110,7 +110,8 @@ internal sealed class BackgroundRemovalDevice : StorageDeviceBase
 
     /// <summary>Called by FASTER inside an epoch action: it must call <paramref name="callback"/> and not throw.
     /// FASTER also calls it after the device is disposed (a FasterLog's truncation runs on a task of its own that
-    /// its Dispose does not wait for): the file is then deleted in place.</summary>
+    /// its Dispose does not wait for): the file is then deleted in place, or, deferring, left for the next run
+    /// (whose first checkpoint truncates from the lowest segment on disk).</summary>
     public override void RemoveSegmentAsync(int segment, AsyncCallback callback, IAsyncResult result)
     {
         try
