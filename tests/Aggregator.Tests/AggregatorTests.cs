@@ -420,6 +420,37 @@ public sealed class AggregatorTests
     }
 
     [Fact]
+    public async Task Dispose_LoopStoppedByAFailedTimedCheckpoint_ClosesWithoutThrowingOrCheckpointing()
+    {
+        await using var harness = new Harness(partitions: 1, o => o.CheckpointInterval = TimeSpan.FromMilliseconds(100));
+        var meters = await AllMetersAsync(harness);
+        await harness.StartAsync();
+        string directory = Path.Combine(harness.Options().Directory, "p0");
+        for (int wait = 0; wait < 100 && CheckpointManifest.TryRead(directory) is null; wait++)
+            await Task.Delay(20); // the first timed checkpoint after the start
+        var manifest = CheckpointManifest.TryRead(directory);
+        Assert.NotNull(manifest);
+        // With nothing applied since, the next timed checkpoint writes the state file one past the manifest's last.
+        string last = manifest.StateFiles[^1];
+        long number = long.Parse(last["state-".Length..^".bin".Length], CultureInfo.InvariantCulture);
+        string blocker = Path.Combine(directory, $"state-{number + 1:D10}.bin");
+        Directory.CreateDirectory(blocker);
+
+        await harness.AppendAsync(RandomEvents.Generate(new Random(17), 200), waitForAggregators: false);
+        for (int wait = 0; wait < 200 && harness.Aggregator.Failure is null; wait++)
+            await Task.Delay(20);
+        Assert.IsType<UnauthorizedAccessException>(Assert.IsType<AggregatorStoppedException>(harness.Aggregator.Failure).InnerException);
+        Assert.True(Assert.Single(harness.Aggregator.GetProgress()).Stopped);
+
+        await harness.Aggregator.DisposeAsync(); // no exception, and no final checkpoint over the failed one
+        Assert.Equal(manifest, CheckpointManifest.TryRead(directory));
+
+        Directory.Delete(blocker);
+        await harness.RestartAsync();
+        await AssertMatchesOracleAsync(harness, meters);
+    }
+
+    [Fact]
     public async Task Checkpoint_AfterAFailedOne_StillWritesTheChangesOfBoth()
     {
         await using var harness = new Harness(partitions: 1);

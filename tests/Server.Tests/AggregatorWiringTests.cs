@@ -95,8 +95,8 @@ public sealed class AggregatorWiringTests
     [Fact]
     public async Task StoppedPartition_UsageAndHealth_Answer503UnavailableAndUnhealthy()
     {
-        // A test double for the one fault this machine cannot cause: a disk or store error inside FASTER that stops a
-        // partition's loop (running as root, file permissions do not stop writes). It answers like a stopped partition.
+        // A test double that answers like a stopped partition from the first request, and names partition 1.
+        // StoppedPartitionTests causes the real fault (a checkpoint that cannot write its state file).
         using var data = new TempDirectory();
         await using var server = await InProcessServer.StartAsync(dataDirectory: data.Path, services: services =>
             services.AddSingleton<IAggregator>(sp => new StoppedAggregator(AggregatorFactory.StartAsync(

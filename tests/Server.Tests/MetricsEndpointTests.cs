@@ -176,8 +176,9 @@ public sealed class MetricsEndpointTests : IAsyncLifetime
         return PrometheusText.Parse(text);
     }
 
-    /// <summary>The samples of a Prometheus text exposition: <c>name{label="value",...} number</c> per line.</summary>
-    private sealed record PrometheusText(string Text, List<(string Name, Dictionary<string, string> Labels, double Value)> Samples)
+    /// <summary>The samples of a Prometheus text exposition: <c>name{label="value",...} number</c> per line (also used by
+    /// <see cref="StoppedPartitionTests"/>).</summary>
+    internal sealed record PrometheusText(string Text, List<(string Name, Dictionary<string, string> Labels, double Value)> Samples)
     {
         public static PrometheusText Parse(string text)
         {

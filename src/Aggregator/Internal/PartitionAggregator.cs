@@ -1310,7 +1310,17 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         _stop.Cancel();
         try
         {
-            await _loop.ConfigureAwait(false);
+            try
+            {
+                await _loop.ConfigureAwait(false);
+            }
+            catch (Exception) when (Volatile.Read(ref _failure) is not null)
+            {
+                // The loop stopped on a failure, already reported (Failure: health check, metrics, every request
+                // answered unavailable). Closing does not throw it again, which would stop the server's shutdown
+                // before the event log's; nor checkpoints: restart recovers from the last good checkpoint.
+                checkpoint = false;
+            }
             // The loop has ended, so this thread is now the stores' only user.
             if (checkpoint)
                 await CheckpointAsync(CancellationToken.None).ConfigureAwait(false);
