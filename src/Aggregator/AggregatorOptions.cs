@@ -16,6 +16,11 @@ public sealed class AggregatorOptions
     /// so that a duplicate can never slip past an expired key.</summary>
     public TimeSpan DedupeRetention { get; set; } = TimeSpan.FromDays(35);
 
+    /// <summary>How long a window of usage is kept after its end; older windows are compacted away (usage queries no
+    /// longer see them; the current-period totals of entitlement checks are not affected). At least
+    /// <see cref="DedupeRetention"/>: a late event can land in a window that long after its end.</summary>
+    public TimeSpan WindowRetention { get; set; } = TimeSpan.FromDays(400);
+
     /// <summary>In-memory part of the aggregates store's log; the rest spills to disk.</summary>
     public long AggregatesMemoryBytes { get; set; } = 64L << 20;
 

@@ -288,6 +288,79 @@ public sealed class AggregatorTests
     }
 
     [Fact]
+    public async Task CompactWindows_WindowsARetentionOld_AreDroppedAndNewerOnesKept()
+    {
+        var retention = TimeSpan.FromSeconds(2);
+        await using var harness = new Harness(partitions: 1, o =>
+        {
+            o.DedupeRetention = retention;
+            o.WindowRetention = retention;
+        });
+        await harness.MeterAsync("acme", "calls", Aggregation.Count, window: WindowSize.Minute);
+        await harness.StartAsync();
+        var start = DateTime.UtcNow;
+        var old = NewIds("old", 300, start.AddMinutes(-2));
+        await harness.AppendAsync(old);
+        await harness.Aggregator.CheckpointAsync(); // writes the windows back, and marks where the log stands
+        long oldTail = harness.Host.Partitions[0].AggregatesLogTail;
+
+        await Task.Delay(retention + TimeSpan.FromMilliseconds(200));
+        var fresh = NewIds("fresh", 300, DateTime.UtcNow);
+        await harness.AppendAsync(fresh);
+        await harness.Aggregator.CheckpointAsync();
+
+        Assert.True(harness.Host.Partitions[0].AggregatesLogBegin >= oldTail,
+            $"the aggregates log begins at {harness.Host.Partitions[0].AggregatesLogBegin}, below the windows a retention old (up to {oldTail})");
+        var query = new UsageQuery
+        {
+            Tenant = "acme",
+            MeterKey = "calls",
+            From = new DateTimeOffset(start.AddHours(-1)),
+            To = new DateTimeOffset(start.AddHours(1)),
+        };
+        var rows = (await harness.Aggregator.Usage.QueryAsync(query)).Rows;
+        // Every customer's current window is kept (fresh); the old ones are gone.
+        Assert.Equal(fresh.Count, rows.Sum(row => row.Value));
+        Assert.All(rows, row => Assert.True(row.WindowStart >= new DateTimeOffset(start.AddMinutes(-1)), $"an old window is left: {row.WindowStart}"));
+    }
+
+    [Fact]
+    public async Task Query_WindowsARetentionOldNotYetCompacted_AreNotAnswered()
+    {
+        // Compaction drops old windows only below a mark a retention old, some time after they expire; queries stop
+        // answering them as soon as they are a retention past their end (of the latest ingest time applied).
+        await using var harness = new Harness(partitions: 1, o =>
+        {
+            o.DedupeRetention = TimeSpan.FromHours(1);
+            o.WindowRetention = TimeSpan.FromHours(1);
+        });
+        await harness.MeterAsync("acme", "calls", Aggregation.Count, window: WindowSize.Minute);
+        await harness.StartAsync(); // no checkpoint from here on: nothing is compacted
+        var noon = new DateTimeOffset(Noon);
+        await harness.AppendAsync(NewIds("old", 70, Noon), ingestTime: noon.AddMinutes(1));
+        var query = new UsageQuery { Tenant = "acme", MeterKey = "calls", From = noon.AddHours(-1), To = noon.AddHours(3) };
+        Assert.Equal(70, (await harness.Aggregator.Usage.QueryAsync(query)).Rows.Sum(row => row.Value));
+
+        // Ingested an hour after the old window ended, less a nanosecond: the window is still answered; then one past.
+        await harness.AppendAsync(NewIds("fresh", 35, Noon.AddMinutes(61)), ingestTime: noon.AddMinutes(61).AddTicks(-1));
+        Assert.Equal(105, (await harness.Aggregator.Usage.QueryAsync(query)).Rows.Sum(row => row.Value));
+        await harness.AppendAsync(NewIds("later", 7, Noon.AddMinutes(61)), ingestTime: noon.AddMinutes(61));
+
+        var rows = (await harness.Aggregator.Usage.QueryAsync(query)).Rows;
+        Assert.Equal(42, rows.Sum(row => row.Value));
+        Assert.All(rows, row => Assert.Equal(noon.AddMinutes(61), row.WindowStart));
+        Assert.Equal(64, harness.Host.Partitions[0].AggregatesLogBegin);
+    }
+
+    [Fact]
+    public async Task Start_WindowRetentionShorterThanDedupeRetention_FailsNamingBoth()
+    {
+        await using var harness = new Harness(partitions: 1, o => o.WindowRetention = TimeSpan.FromDays(30));
+        var error = await Assert.ThrowsAsync<ArgumentException>(harness.StartAsync);
+        Assert.Contains("Aggregator.WindowRetention (30.00:00:00) must be at least Aggregator.DedupeRetention (35.00:00:00)", error.Message);
+    }
+
+    [Fact]
     public async Task CompactDedupe_AfterRestarts_UsesTheMarksOfTheStateFile()
     {
         var retention = TimeSpan.FromSeconds(2);
@@ -314,8 +387,8 @@ public sealed class AggregatorTests
             $"the dedupe log begins at {harness.Host.Partitions[0].DedupeLogBegin}, below the ids a retention old (up to {oldTail})");
     }
 
-    /// <summary>Rewrites the state file of the partition's first checkpoint in format 1 (format 2 without the dedupe
-    /// marks at its end), or with another format number.</summary>
+    /// <summary>Rewrites the state file of the partition's first checkpoint in format 1 (format 3 without the marks
+    /// at its end), or with another format number.</summary>
     private static void RewriteStateFile(Harness harness, int format, bool dropMarks)
     {
         string directory = Path.Combine(harness.Options().Directory, "p0");
@@ -323,21 +396,22 @@ public sealed class AggregatorTests
         Assert.NotNull(manifest);
         string path = Path.Combine(directory, manifest.StateFile);
         byte[] bytes = File.ReadAllBytes(path);
-        Assert.Equal(2, BitConverter.ToInt32(bytes, 0));
+        Assert.Equal(3, BitConverter.ToInt32(bytes, 0));
         int length = bytes.Length;
         if (dropMarks)
         {
-            // The marks end the file: their count, then (address, ingest time) pairs of 16 bytes. The first
-            // checkpoint takes one.
+            // The marks end the file: the dedupe log's, then the aggregates log's, each a count and (address, ingest
+            // time) pairs of 16 bytes. The first checkpoint takes one of each.
             Assert.Equal(1, BitConverter.ToInt32(bytes, length - 20));
-            length -= 20;
+            Assert.Equal(1, BitConverter.ToInt32(bytes, length - 40));
+            length -= 40;
         }
         BitConverter.GetBytes(format).CopyTo(bytes, 0);
         File.WriteAllBytes(path, bytes[..length]);
     }
 
     [Fact]
-    public async Task Recover_StateFileOfFormat1_ReadsItWithoutDedupeMarks()
+    public async Task Recover_StateFileOfFormat1_ReadsItWithoutMarks()
     {
         await using var harness = new Harness(partitions: 1);
         var meters = await AllMetersAsync(harness);
@@ -367,7 +441,7 @@ public sealed class AggregatorTests
         RewriteStateFile(harness, format: 9, dropMarks: false);
 
         var error = await Assert.ThrowsAsync<InvalidOperationException>(harness.CrashAndRestartAsync);
-        Assert.Contains("state-0000000001.bin' has format 9; this version reads formats 1 and 2", error.Message);
+        Assert.Contains("state-0000000001.bin' has format 9; this version reads formats 1 to 3", error.Message);
     }
 
     private static string[] StateChain(Harness harness, out string directory)

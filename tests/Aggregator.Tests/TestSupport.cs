@@ -136,13 +136,14 @@ internal sealed class Harness : IAsyncDisposable
             WindowSize = window,
         });
 
-    /// <summary>Appends the events (routed as ingest routes them), waits for the commit, then for the aggregators.</summary>
-    public async Task AppendAsync(IEnumerable<TestEvent> events, bool waitForAggregators = true)
+    /// <summary>Appends the events (routed as ingest routes them; ingested now, or at <c>ingestTime</c>), waits for the
+    /// commit, then for the aggregators.</summary>
+    public async Task AppendAsync(IEnumerable<TestEvent> events, bool waitForAggregators = true, DateTimeOffset? ingestTime = null)
     {
         var batches = new TestBatch[_partitions];
         for (int i = 0; i < batches.Length; i++)
             batches[i] = new TestBatch();
-        long ingest = Windows.FromDateTimeOffset(DateTimeOffset.UtcNow);
+        long ingest = Windows.FromDateTimeOffset(ingestTime ?? DateTimeOffset.UtcNow);
         long end = 0;
         foreach (var e in events)
         {

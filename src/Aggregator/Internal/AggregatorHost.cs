@@ -71,6 +71,8 @@ internal sealed class AggregatorHost : IAggregator
             throw new ArgumentException($"Aggregator.CheckpointInterval must be positive, not {options.CheckpointInterval}.", nameof(options));
         if (options.DedupeRetention <= TimeSpan.Zero)
             throw new ArgumentException($"Aggregator.DedupeRetention must be positive, not {options.DedupeRetention}.", nameof(options));
+        if (options.WindowRetention < options.DedupeRetention)
+            throw new ArgumentException($"Aggregator.WindowRetention ({options.WindowRetention}) must be at least Aggregator.DedupeRetention ({options.DedupeRetention}): a late event can land in a window that long after its end.", nameof(options));
         if (options.IndexCheckpointLogBytes <= 0)
             throw new ArgumentException($"Aggregator.IndexCheckpointLogBytes must be positive, not {options.IndexCheckpointLogBytes}.", nameof(options));
         if (options.BatchSize <= 0)

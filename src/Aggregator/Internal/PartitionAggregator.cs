@@ -54,6 +54,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private readonly PeriodTotals _totals;
     private readonly string _directory;
     private readonly long _retention;
+    private readonly long _windowRetention;
     private readonly int _batchSize;
     private readonly long _compactionBytes;
     private readonly long _indexCheckpointLogBytes;
@@ -79,8 +80,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private readonly List<PeriodTotal> _changedTotals = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<(string, string), long> _restoredInvalid = [];
-    // Where the dedupe log stood at some checkpoints, oldest first (see CompactDedupe); kept in the state file.
-    private readonly List<DedupeMark> _dedupeMarks = [];
+    // Where each store's log stood at some checkpoints (see CompactDedupe, CompactWindows); kept in the state file.
+    private readonly CompactionMarks _dedupeMarks;
+    private readonly CompactionMarks _windowMarks;
 
     private IPartitionLogReader _reader = null!;
     private MeterTable _meters = null!;
@@ -120,6 +122,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         _totals = totals;
         _directory = directory;
         _retention = checked((long)options.DedupeRetention.TotalMicroseconds * 1000);
+        _windowRetention = checked((long)options.WindowRetention.TotalMicroseconds * 1000);
+        _dedupeMarks = new CompactionMarks(_retention);
+        _windowMarks = new CompactionMarks(_windowRetention);
         _batchSize = options.BatchSize;
         _compactionBytes = options.DedupeCompactionBytes;
         _indexCheckpointLogBytes = options.IndexCheckpointLogBytes;
@@ -986,8 +991,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
                 || !plan.Matches(series))
                 continue;
             var level = plan.ReadLevel;
-            // Only windows that can hold data: between the series' first and last base window.
-            long first = Math.Max(plan.From, Windows.Start(level, series.FirstWindow));
+            // Only windows that can hold data: between the series' first and last base window, and not ended a
+            // window retention ago (compaction drops those some time later; queries stop seeing them at once).
+            long first = Math.Max(Math.Max(plan.From, Windows.Start(level, series.FirstWindow)), Windows.Start(level, _maxIngestTime - _windowRetention));
             long last = Math.Min(plan.To - 1, series.LastWindow);
             for (long start = first; start <= last; start = Windows.End(level, start))
             {
@@ -1017,6 +1023,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         // After a compaction the dedupe log begins later: its next checkpoint writes the index (KvStore.CheckpointAsync).
         CompactDedupe();
         WriteBackHotWindows();
+        CompactWindows();
         var aggregates = await _aggregates.CheckpointAsync(withIndex: false, _indexCheckpointLogBytes, cancellationToken).ConfigureAwait(false);
         var dedupe = await _dedupe.CheckpointAsync(withIndex: false, _indexCheckpointLogBytes, cancellationToken).ConfigureAwait(false);
         long sequence = _sequence + 1;
@@ -1068,45 +1075,46 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     public DateTimeOffset? CheckpointedAt
         => Volatile.Read(ref _checkpointedAtUnixMs) is long ms and > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
 
-    /// <summary>Every dedupe record below <see cref="Address"/> was applied by the time the latest ingest time applied
-    /// was <see cref="IngestTime"/>.</summary>
-    private readonly record struct DedupeMark(long Address, long IngestTime);
-
-    // Marks are taken at checkpoints, at most one per this fraction of the retention: a compaction then leaves at
-    // most that much of expired ids behind, and the state file holds about this many marks.
-    private const int MarksPerRetention = 64;
-
     /// <summary>
-    /// Drops the expired event ids and markers at the beginning of the dedupe log once the log is long. Compacts only
-    /// below the newest mark whose ingest time is a retention old: every id there has expired (an id is kept for the
-    /// retention after the later of its event time, at most ingest's future skew ahead, and its ingest time), so
-    /// little is left to move to the tail (UNIQUE_COUNT markers of windows not yet a retention past their end, ids
-    /// of events timed ahead). Compacting a fixed share of the log instead copied a quarter of the live ids at every
-    /// checkpoint once they outgrew <see cref="AggregatorOptions.DedupeCompactionBytes"/>.
-    /// "Now" is the latest ingest time applied, not the clock, so that a replay compacts the same way.
+    /// Drops the expired event ids and markers at the beginning of the dedupe log once the log is long: below the
+    /// newest mark a retention old (<see cref="CompactionMarks"/>). An id is kept for the retention after the later
+    /// of its event time (at most ingest's future skew ahead) and its ingest time, so little there is still live
+    /// (UNIQUE_COUNT markers of windows not yet a retention past their end, ids of events timed ahead).
     /// </summary>
     private void CompactDedupe()
     {
         var log = _dedupe.Kv.Log;
-        if (_dedupeMarks.Count == 0 || _maxIngestTime - _dedupeMarks[^1].IngestTime >= _retention / MarksPerRetention)
-            _dedupeMarks.Add(new DedupeMark(log.TailAddress, _maxIngestTime));
-
-        int expired = 0;
-        while (expired < _dedupeMarks.Count && _dedupeMarks[expired].IngestTime + _retention <= _maxIngestTime)
-            expired++;
-        if (expired == 0)
-            return;
-        long until = Math.Min(_dedupeMarks[expired - 1].Address, log.SafeReadOnlyAddress);
-        if (log.TailAddress - log.BeginAddress <= _compactionBytes || until <= log.BeginAddress)
+        _dedupeMarks.Record(log.TailAddress, _maxIngestTime);
+        long until = Math.Min(_dedupeMarks.ExpiredUntil(_maxIngestTime), log.SafeReadOnlyAddress);
+        if (until <= log.BeginAddress || log.TailAddress - log.BeginAddress <= _compactionBytes)
         {
-            // Not worth compacting yet: only the newest expired mark is needed later.
-            _dedupeMarks.RemoveRange(0, expired - 1);
+            _dedupeMarks.KeepNewestExpired(_maxIngestTime);
             return;
         }
         // Lookup, not Scan: Scan reads the whole rest of the log to find newer versions of the keys; Lookup asks the
         // index, and only for the few records still live (the expired ones are dropped without a look).
         long compacted = _dedupe.Session.Compact(until, FASTER.core.CompactionType.Lookup, new ExpiredDedupeEntries(_maxIngestTime));
-        _dedupeMarks.RemoveAll(mark => mark.Address <= compacted);
+        _dedupeMarks.Compacted(compacted);
+    }
+
+    /// <summary>
+    /// Drops the windows that ended more than <see cref="AggregatorOptions.WindowRetention"/> ago from the aggregates
+    /// store: below the newest mark a window retention old (<see cref="CompactionMarks"/>), where nearly every
+    /// window was written back long after nothing could change it. Called after the write-back of the cached windows,
+    /// so that the mark covers them.
+    /// </summary>
+    private void CompactWindows()
+    {
+        var log = _aggregates.Kv.Log;
+        _windowMarks.Record(log.TailAddress, _maxIngestTime);
+        long until = Math.Min(_windowMarks.ExpiredUntil(_maxIngestTime), log.SafeReadOnlyAddress);
+        if (until <= log.BeginAddress)
+        {
+            _windowMarks.KeepNewestExpired(_maxIngestTime);
+            return;
+        }
+        long compacted = _aggregates.Session.Compact(until, FASTER.core.CompactionType.Lookup, new ExpiredWindows(_maxIngestTime, _windowRetention));
+        _windowMarks.Compacted(compacted);
     }
 
     /// <summary>Compacts now, whatever the log's length (tests).</summary>
@@ -1121,9 +1129,14 @@ internal sealed class PartitionAggregator : IAsyncDisposable
 
     internal long DedupeLogTail => _dedupe.Kv.Log.TailAddress;
 
-    // Format 2 adds the dedupe marks at the end; format 1 (without them) still reads. A file after the first of a
-    // chain holds only the series and totals changed since the file before it (the layout is the same).
-    private const int StateFormat = 2;
+    internal long AggregatesLogBegin => _aggregates.Kv.Log.BeginAddress;
+
+    internal long AggregatesLogTail => _aggregates.Kv.Log.TailAddress;
+
+    // Format 2 adds the dedupe marks at the end, format 3 the window marks after them; formats 1 and 2 (without
+    // them) still read. A file after the first of a chain holds only the series and totals changed since the file
+    // before it (the layout is the same).
+    private const int StateFormat = 3;
 
     /// <summary>The number in a state file's name (<c>state-0000000012.bin</c>: 12).</summary>
     private static long StateFileNumber(string stateFile)
@@ -1182,12 +1195,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
                     writer.Write(periodStart);
                     WriteState(writer, state);
                 }
-                writer.Write(_dedupeMarks.Count);
-                foreach (var mark in _dedupeMarks)
-                {
-                    writer.Write(mark.Address);
-                    writer.Write(mark.IngestTime);
-                }
+                _dedupeMarks.Write(writer);
+                _windowMarks.Write(writer);
             }
             stream.Flush(flushToDisk: true);
             return stream.Length;
@@ -1202,8 +1211,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         using var reader = new BinaryReader(stream, Encoding.UTF8);
         int format = reader.ReadInt32();
-        if (format is not (1 or StateFormat))
-            throw new InvalidOperationException($"The aggregator state file '{path}' has format {format}; this version reads formats 1 and {StateFormat}.");
+        if (format is < 1 or > StateFormat)
+            throw new InvalidOperationException($"The aggregator state file '{path}' has format {format}; this version reads formats 1 to {StateFormat}.");
         _maxIngestTime = reader.ReadInt64();
         _malformed = reader.ReadInt64();
         // Every file holds all counters: the last file's replace the earlier ones'.
@@ -1252,11 +1261,11 @@ internal sealed class PartitionAggregator : IAsyncDisposable
                 _ownedTotals.Add(total);
         }
         _dedupeMarks.Clear();
+        _windowMarks.Clear();
         if (format >= 2)
-        {
-            for (int i = reader.ReadInt32(); i > 0; i--)
-                _dedupeMarks.Add(new DedupeMark(reader.ReadInt64(), reader.ReadInt64()));
-        }
+            _dedupeMarks.Read(reader);
+        if (format >= 3)
+            _windowMarks.Read(reader);
     }
 
     private static void WriteUInt128(BinaryWriter writer, UInt128 value)

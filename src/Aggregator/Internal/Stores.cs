@@ -74,6 +74,12 @@ internal readonly struct ExpiredDedupeEntries(long now) : ICompactionFunctions<H
     public bool IsDeleted(ref HashKey key, ref DedupeValue value) => value.ExpiresAt <= now;
 }
 
+/// <summary>Compaction drops the windows that ended a retention before <paramref name="now"/>.</summary>
+internal readonly struct ExpiredWindows(long now, long retention) : ICompactionFunctions<AggregateKey, AggregateState>
+{
+    public bool IsDeleted(ref AggregateKey key, ref AggregateState value) => Windows.End((WindowSize)key.Level, key.WindowStart) + retention <= now;
+}
+
 /// <summary>Key of the aggregates store: a series (128-bit hash of tenant, meter, customer, group values), a level
 /// (the window size) and the window's start.</summary>
 [StructLayout(LayoutKind.Sequential)]
