@@ -18,8 +18,10 @@ public sealed class AggregatorOptions
 
     /// <summary>How long a window of usage is kept after its end; older windows are compacted away (usage queries no
     /// longer see them; the current-period totals of entitlement checks are not affected). At least
-    /// <see cref="DedupeRetention"/>: a late event can land in a window that long after its end.</summary>
-    public TimeSpan WindowRetention { get; set; } = TimeSpan.FromDays(400);
+    /// <see cref="DedupeRetention"/>: a late event can land in a window that long after its end. The server also
+    /// requires two years and the billing's late-usage window: a billing run compares the usage of the period before
+    /// last (a yearly plan's) with what was invoiced. The default, 1,200 days, covers the longest late-usage window.</summary>
+    public TimeSpan WindowRetention { get; set; } = TimeSpan.FromDays(1200);
 
     /// <summary>In-memory part of the aggregates store's log; the rest spills to disk.</summary>
     public long AggregatesMemoryBytes { get; set; } = 64L << 20;

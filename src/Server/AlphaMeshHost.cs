@@ -116,6 +116,14 @@ public static class AlphaMeshHost
             throw new InvalidOperationException(
                 $"AlphaMesh:Aggregator:DedupeRetention ({options.DedupeRetention}) must be at least AlphaMesh:Ingest:BackdatingLimit ({backdating}): " +
                 "a duplicate older than the retention would otherwise be counted again.");
+        // A billing run compares the usage of invoices whose range ends up to a period and the late-usage window
+        // before its date (a yearly plan: the year before last) with what they billed; a month for runs made late.
+        var lateUsage = configuration.GetValue("AlphaMesh:Billing:LateUsageWindow", new BillingOptions().LateUsageWindow);
+        var needed = TimeSpan.FromDays((2 * 366) + 31) + lateUsage;
+        if (options.WindowRetention < needed)
+            throw new InvalidOperationException(
+                $"AlphaMesh:Aggregator:WindowRetention ({options.WindowRetention}) must be at least {needed} (two years, a month and AlphaMesh:Billing:LateUsageWindow, {lateUsage}): " +
+                "billing compares the usage of the period before last with what was invoiced, and usage past the retention is gone.");
         return options;
     }
 

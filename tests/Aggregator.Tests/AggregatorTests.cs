@@ -338,17 +338,25 @@ public sealed class AggregatorTests
         await harness.StartAsync(); // no checkpoint from here on: nothing is compacted
         var noon = new DateTimeOffset(Noon);
         await harness.AppendAsync(NewIds("old", 70, Noon), ingestTime: noon.AddMinutes(1));
+        await harness.AppendAsync(NewIds("mid", 5, Noon.AddMinutes(30)), ingestTime: noon.AddMinutes(31));
         var query = new UsageQuery { Tenant = "acme", MeterKey = "calls", From = noon.AddHours(-1), To = noon.AddHours(3) };
-        Assert.Equal(70, (await harness.Aggregator.Usage.QueryAsync(query)).Rows.Sum(row => row.Value));
+        Assert.Equal(75, (await harness.Aggregator.Usage.QueryAsync(query)).Rows.Sum(row => row.Value));
 
         // Ingested an hour after the old window ended, less a nanosecond: the window is still answered; then one past.
         await harness.AppendAsync(NewIds("fresh", 35, Noon.AddMinutes(61)), ingestTime: noon.AddMinutes(61).AddTicks(-1));
-        Assert.Equal(105, (await harness.Aggregator.Usage.QueryAsync(query)).Rows.Sum(row => row.Value));
+        var byHour = query with { WindowSize = WindowSize.Hour };
+        Assert.Equal(110, (await harness.Aggregator.Usage.QueryAsync(query)).Rows.Sum(row => row.Value));
+        Assert.Equal(110, (await harness.Aggregator.Usage.QueryAsync(byHour)).Rows.Sum(row => row.Value));
         await harness.AppendAsync(NewIds("later", 7, Noon.AddMinutes(61)), ingestTime: noon.AddMinutes(61));
 
         var rows = (await harness.Aggregator.Usage.QueryAsync(query)).Rows;
-        Assert.Equal(42, rows.Sum(row => row.Value));
-        Assert.All(rows, row => Assert.Equal(noon.AddMinutes(61), row.WindowStart));
+        Assert.Equal(47, rows.Sum(row => row.Value));
+        Assert.Equal([noon.AddMinutes(30), noon.AddMinutes(61)], rows.Select(row => row.WindowStart).Distinct().Order());
+        // The hour holding the cut (12:00: its first minute is past retention, its 12:30 is not) would be partial: it
+        // is left out whole, not answered with part of its windows.
+        var hours = (await harness.Aggregator.Usage.QueryAsync(byHour)).Rows;
+        Assert.Equal(42, hours.Sum(row => row.Value));
+        Assert.All(hours, row => Assert.Equal(noon.AddHours(1), row.WindowStart));
         Assert.Equal(64, harness.Host.Partitions[0].AggregatesLogBegin);
     }
 
@@ -358,6 +366,15 @@ public sealed class AggregatorTests
         await using var harness = new Harness(partitions: 1, o => o.WindowRetention = TimeSpan.FromDays(30));
         var error = await Assert.ThrowsAsync<ArgumentException>(harness.StartAsync);
         Assert.Contains("Aggregator.WindowRetention (30.00:00:00) must be at least Aggregator.DedupeRetention (35.00:00:00)", error.Message);
+    }
+
+    [Fact]
+    public async Task Start_RetentionOfMoreThanACentury_FailsNamingTheLimit()
+    {
+        // Expiry times add the retention to times in nanoseconds: "keep for ever" as 100,000 days would overflow.
+        await using var harness = new Harness(partitions: 1, o => o.WindowRetention = TimeSpan.FromDays(100_000));
+        var error = await Assert.ThrowsAsync<ArgumentException>(harness.StartAsync);
+        Assert.Contains("must be at most 36500 days", error.Message);
     }
 
     [Fact]

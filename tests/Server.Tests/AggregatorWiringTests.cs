@@ -22,6 +22,20 @@ public sealed class AggregatorWiringTests
     }
 
     [Fact]
+    public void Build_WindowRetentionShorterThanBillingLooksBack_FailsNamingBothSettings()
+    {
+        using var data = new TempDirectory();
+        var settings = new ServerSettings(data.Path);
+        settings.Extra["AlphaMesh:Aggregator:WindowRetention"] = "800.00:00:00";
+        settings.Extra["AlphaMesh:Billing:LateUsageWindow"] = "90.00:00:00";
+
+        var error = Assert.Throws<InvalidOperationException>(() => AlphaMeshHost.Build(settings.ToArgs()));
+
+        Assert.Contains("AlphaMesh:Aggregator:WindowRetention (800.00:00:00) must be at least 853.00:00:00", error.Message, StringComparison.Ordinal);
+        Assert.Contains("AlphaMesh:Billing:LateUsageWindow, 90.00:00:00", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Build_DefaultSettings_KeepsAggregatorStateAndMetersInDataDirectory()
     {
         using var data = new TempDirectory();

@@ -62,6 +62,8 @@ internal sealed class AggregatorHost : IAggregator
         return Task.FromResult(host);
     }
 
+    private static readonly TimeSpan MaxRetention = TimeSpan.FromDays(36_500);
+
     internal static void Validate(AggregatorOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -71,6 +73,9 @@ internal sealed class AggregatorHost : IAggregator
             throw new ArgumentException($"Aggregator.CheckpointInterval must be positive, not {options.CheckpointInterval}.", nameof(options));
         if (options.DedupeRetention <= TimeSpan.Zero)
             throw new ArgumentException($"Aggregator.DedupeRetention must be positive, not {options.DedupeRetention}.", nameof(options));
+        // Expiry times are sums of nanoseconds: a century keeps them far from overflowing.
+        if (options.DedupeRetention > MaxRetention || options.WindowRetention > MaxRetention)
+            throw new ArgumentException($"Aggregator.DedupeRetention ({options.DedupeRetention}) and Aggregator.WindowRetention ({options.WindowRetention}) must be at most {MaxRetention.TotalDays:F0} days.", nameof(options));
         if (options.WindowRetention < options.DedupeRetention)
             throw new ArgumentException($"Aggregator.WindowRetention ({options.WindowRetention}) must be at least Aggregator.DedupeRetention ({options.DedupeRetention}): a late event can land in a window that long after its end.", nameof(options));
         if (options.IndexCheckpointLogBytes <= 0)

@@ -991,9 +991,10 @@ internal sealed class PartitionAggregator : IAsyncDisposable
                 || !plan.Matches(series))
                 continue;
             var level = plan.ReadLevel;
-            // Only windows that can hold data: between the series' first and last base window, and not ended a
-            // window retention ago (compaction drops those some time later; queries stop seeing them at once).
-            long first = Math.Max(Math.Max(plan.From, Windows.Start(level, series.FirstWindow)), Windows.Start(level, _maxIngestTime - _windowRetention));
+            // Only windows that can hold data: between the series' first and last base window, and from the first
+            // whole window of the query's size that no window retention has passed (compaction drops expired
+            // windows some time later; queries stop seeing them at once, and never answer a partial roll-up).
+            long first = Math.Max(Math.Max(plan.From, Windows.Start(level, series.FirstWindow)), RetainedFrom(plan.WindowSize, level));
             long last = Math.Min(plan.To - 1, series.LastWindow);
             for (long start = first; start <= last; start = Windows.End(level, start))
             {
@@ -1004,6 +1005,15 @@ internal sealed class PartitionAggregator : IAsyncDisposable
                 rows.Add(series, Windows.Start(plan.WindowSize, start), state);
             }
         }
+    }
+
+    /// <summary>The start of the first window of <paramref name="size"/> whose base windows (of <paramref name="level"/>)
+    /// have all not yet ended a window retention ago.</summary>
+    private long RetainedFrom(WindowSize size, WindowSize level)
+    {
+        long firstKept = Windows.Start(level, _maxIngestTime - _windowRetention); // the base window holding the cut
+        long start = Windows.Start(size, firstKept);
+        return start == firstKept ? start : Windows.End(size, start);
     }
 
     // ---------------------------------------------------------------- checkpoints
