@@ -231,6 +231,21 @@ public sealed class AggregatorTests
     private static List<TestEvent> NewIds(string prefix, int count, DateTime time) =>
         [.. Enumerable.Range(0, count).Select(i => new TestEvent("acme", $"{prefix}{i}", "api_call", $"c{i % 7}", time))];
 
+    /// <summary>A started harness of one partition with a COUNT meter, whose ids and windows are kept for
+    /// <paramref name="retention"/>, and whose dedupe log is compacted from 4 KiB on.</summary>
+    private static async Task<Harness> StartRetentionHarnessAsync(TimeSpan retention, WindowSize window = WindowSize.Hour)
+    {
+        var harness = new Harness(partitions: 1, o =>
+        {
+            o.DedupeCompactionBytes = 4 << 10;
+            o.DedupeRetention = retention;
+            o.WindowRetention = retention;
+        });
+        await harness.MeterAsync("acme", "calls", Aggregation.Count, window: window);
+        await harness.StartAsync();
+        return harness;
+    }
+
     [Fact]
     public async Task CompactDedupe_LiveIdsPastTheThreshold_MovesNothing()
     {
@@ -256,13 +271,7 @@ public sealed class AggregatorTests
     public async Task CompactDedupe_IdsARetentionOld_DropsThemAndMovesOnlyTheLiveOnes()
     {
         var retention = TimeSpan.FromSeconds(2);
-        await using var harness = new Harness(partitions: 1, o =>
-        {
-            o.DedupeCompactionBytes = 4 << 10;
-            o.DedupeRetention = retention;
-        });
-        await harness.MeterAsync("acme", "calls", Aggregation.Count);
-        await harness.StartAsync();
+        await using var harness = await StartRetentionHarnessAsync(retention);
         var partition = harness.Host.Partitions[0];
         // Old events, and three timed an hour ahead: an id is kept for the retention after the later of its times.
         var old = NewIds("old", 3000, DateTime.UtcNow.AddMinutes(-1));
@@ -291,13 +300,7 @@ public sealed class AggregatorTests
     public async Task CompactWindows_WindowsARetentionOld_AreDroppedAndNewerOnesKept()
     {
         var retention = TimeSpan.FromSeconds(2);
-        await using var harness = new Harness(partitions: 1, o =>
-        {
-            o.DedupeRetention = retention;
-            o.WindowRetention = retention;
-        });
-        await harness.MeterAsync("acme", "calls", Aggregation.Count, window: WindowSize.Minute);
-        await harness.StartAsync();
+        await using var harness = await StartRetentionHarnessAsync(retention, WindowSize.Minute);
         var start = DateTime.UtcNow;
         var old = NewIds("old", 300, start.AddMinutes(-2));
         await harness.AppendAsync(old);
@@ -329,13 +332,7 @@ public sealed class AggregatorTests
     {
         // Compaction drops old windows only below a mark a retention old, some time after they expire; queries stop
         // answering them as soon as they are a retention past their end (of the latest ingest time applied).
-        await using var harness = new Harness(partitions: 1, o =>
-        {
-            o.DedupeRetention = TimeSpan.FromHours(1);
-            o.WindowRetention = TimeSpan.FromHours(1);
-        });
-        await harness.MeterAsync("acme", "calls", Aggregation.Count, window: WindowSize.Minute);
-        await harness.StartAsync(); // no checkpoint from here on: nothing is compacted
+        await using var harness = await StartRetentionHarnessAsync(TimeSpan.FromHours(1), WindowSize.Minute); // no checkpoint: nothing is compacted
         var noon = new DateTimeOffset(Noon);
         await harness.AppendAsync(NewIds("old", 70, Noon), ingestTime: noon.AddMinutes(1));
         await harness.AppendAsync(NewIds("mid", 5, Noon.AddMinutes(30)), ingestTime: noon.AddMinutes(31));
@@ -381,13 +378,7 @@ public sealed class AggregatorTests
     public async Task CompactDedupe_AfterRestarts_UsesTheMarksOfTheStateFile()
     {
         var retention = TimeSpan.FromSeconds(2);
-        await using var harness = new Harness(partitions: 1, o =>
-        {
-            o.DedupeCompactionBytes = 4 << 10;
-            o.DedupeRetention = retention;
-        });
-        await harness.MeterAsync("acme", "calls", Aggregation.Count);
-        await harness.StartAsync();
+        await using var harness = await StartRetentionHarnessAsync(retention);
         await harness.AppendAsync(NewIds("old", 2000, DateTime.UtcNow.AddMinutes(-1)));
         long oldTail = harness.Host.Partitions[0].DedupeLogTail;
         await harness.Aggregator.CheckpointAsync();
