@@ -985,6 +985,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     /// <summary>Reads the windows of every series that matches the plan and merges them into the plan's rows.</summary>
     public void Query(QueryPlan plan, RowAccumulator rows)
     {
+        long retainedFrom = RetainedFrom(plan.WindowSize, plan.ReadLevel);
         foreach (var series in _series.ForMeter(plan.Tenant, plan.Meter.Key))
         {
             if (series.CustomerTotal != plan.CustomerTotal || (plan.Customer is not null && series.Customer != plan.Customer)
@@ -994,7 +995,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             // Only windows that can hold data: between the series' first and last base window, and from the first
             // whole window of the query's size that no window retention has passed (compaction drops expired
             // windows some time later; queries stop seeing them at once, and never answer a partial roll-up).
-            long first = Math.Max(Math.Max(plan.From, Windows.Start(level, series.FirstWindow)), RetainedFrom(plan.WindowSize, level));
+            long first = Math.Max(Math.Max(plan.From, Windows.Start(level, series.FirstWindow)), retainedFrom);
             long last = Math.Min(plan.To - 1, series.LastWindow);
             for (long start = first; start <= last; start = Windows.End(level, start))
             {
@@ -1109,9 +1110,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
 
     /// <summary>
     /// Drops the windows that ended more than <see cref="AggregatorOptions.WindowRetention"/> ago from the aggregates
-    /// store: below the newest mark a window retention old (<see cref="CompactionMarks"/>), where nearly every
-    /// window was written back long after nothing could change it. Called after the write-back of the cached windows,
-    /// so that the mark covers them.
+    /// store: below the newest mark a window retention old (<see cref="CompactionMarks"/>), where nearly every window
+    /// ended more than a retention ago. Called after the write-back of the cached windows, so that the mark covers
+    /// them.
     /// </summary>
     private void CompactWindows()
     {
