@@ -28,6 +28,9 @@ public sealed class BenchmarkConfig : ManualConfig
         AddValidator(JitOptimizationsValidator.FailOnError);
         AddLogicalGroupRules(BenchmarkLogicalGroupRule.ByCategory);
         WithOptions(ConfigOptions.JoinSummary);
+        // The generated project's build got past BenchmarkDotNet's 2 minutes once on a busy 2-core machine (the
+        // allocation budget step of a CI run failed without measuring anything).
+        WithBuildTimeout(TimeSpan.FromMinutes(10));
     }
 }
 
