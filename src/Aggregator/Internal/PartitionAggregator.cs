@@ -1097,7 +1097,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         var log = _dedupe.Kv.Log;
         _dedupeMarks.Record(log.TailAddress, _maxIngestTime);
         long until = Math.Min(_dedupeMarks.ExpiredUntil(_maxIngestTime), log.SafeReadOnlyAddress);
-        if (until <= log.BeginAddress || log.TailAddress - log.BeginAddress <= _compactionBytes)
+        if (until <= log.BeginAddress || _dedupe.LogBytes <= _compactionBytes)
         {
             _dedupeMarks.KeepNewestExpired(_maxIngestTime);
             return;
