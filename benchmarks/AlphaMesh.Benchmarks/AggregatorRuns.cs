@@ -123,6 +123,7 @@ public static class AggregatorRuns
                 await AppendAsync(log, 0, 2L * customers, customers);
                 await aggregator.WaitForCommittedAsync();
                 output.WriteLine($"applied {2L * customers:N0} events of {customers:N0} customers in {watch.Elapsed.TotalSeconds:N1} s");
+                await TimeCustomerQueriesAsync(aggregator, customers, output);
                 foreach (decimal limit in new[] { 1_000m, 2m })
                 {
                     await aggregator.Entitlements.SetLimitAsync(new EntitlementLimit(Tenant, "calls", null, limit));
@@ -154,6 +155,31 @@ public static class AggregatorRuns
     }
 
     private static string Customer(int i) => $"customer-{i:D5}";
+
+    /// <summary>Times usage queries of one customer each (what a customer's dashboard or invoice asks), on a loop
+    /// that holds every customer of the run.</summary>
+    private static async Task TimeCustomerQueriesAsync(IAggregator aggregator, int customers, TextWriter output)
+    {
+        const int Queries = 200;
+        var random = new Random(7);
+        var from = DateTimeOffset.UtcNow.AddDays(-1);
+        var to = DateTimeOffset.UtcNow.AddDays(1);
+        var latencies = new double[Queries];
+        long rows = 0;
+        for (int i = 0; i < Queries; i++)
+        {
+            var watch = Stopwatch.StartNew();
+            var result = await aggregator.Usage.QueryAsync(new UsageQuery
+            {
+                Tenant = Tenant, MeterKey = "calls", Customer = Customer(random.Next(customers)), From = from, To = to,
+            });
+            latencies[i] = watch.Elapsed.TotalMilliseconds;
+            rows += result.Rows.Count;
+        }
+        Array.Sort(latencies);
+        output.WriteLine($"usage query of one customer ({Queries} customers, {rows:N0} rows): median {latencies[Queries / 2]:N3} ms, "
+            + $"p99 {latencies[Queries * 99 / 100]:N3} ms, max {latencies[^1]:N3} ms");
+    }
 
     /// <summary>Appends <paramref name="count"/> new events (ids from <paramref name="first"/>), routed as ingest
     /// routes them, in batches of 1,000 per partition, and commits.</summary>

@@ -986,10 +986,10 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     public void Query(QueryPlan plan, RowAccumulator rows)
     {
         long retainedFrom = RetainedFrom(plan.WindowSize, plan.ReadLevel);
-        foreach (var series in _series.ForMeter(plan.Tenant, plan.Meter.Key))
+        var candidates = plan.Customer is null ? _series.ForMeter(plan.Tenant, plan.Meter.Key) : _series.ForCustomer(plan.Tenant, plan.Customer);
+        foreach (var series in candidates)
         {
-            if (series.CustomerTotal != plan.CustomerTotal || (plan.Customer is not null && series.Customer != plan.Customer)
-                || !plan.Matches(series))
+            if (series.MeterKey != plan.Meter.Key || series.CustomerTotal != plan.CustomerTotal || !plan.Matches(series))
                 continue;
             var level = plan.ReadLevel;
             // Only windows that can hold data: between the series' first and last base window, and from the first

@@ -1,4 +1,5 @@
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.InteropServices;
 
 namespace AlphaMesh.Aggregator.Internal;
 
@@ -32,6 +33,10 @@ internal sealed class Series
     public bool HotDirty;
     public AggregateState HotState;
 
+    /// <summary>The series of the same (tenant, customer) added before this one, of any meter: the directory's
+    /// per-customer chain (see <see cref="SeriesDirectory.ForCustomer"/>).</summary>
+    public Series? PreviousOfCustomer;
+
     /// <summary>Set while the series has changes (it is new, or its window range grew) that the partition's state
     /// chain does not hold yet.</summary>
     public bool StateChanged;
@@ -63,7 +68,9 @@ internal sealed class SeriesDirectory
 {
     private readonly SeriesTable _byId = new();
     private readonly Dictionary<(string Tenant, string MeterKey), List<Series>> _byMeter = [];
-    private readonly HashSet<(string Tenant, string Customer)> _customers = [];
+    // Each customer's newest series; the older ones hang off it (Series.PreviousOfCustomer). A query of one customer
+    // reads only that customer's series instead of every series of the meter.
+    private readonly Dictionary<(string Tenant, string Customer), Series> _byCustomer = [];
 
     public int Count => _byId.Count;
 
@@ -81,13 +88,23 @@ internal sealed class SeriesDirectory
         if (!_byMeter.TryGetValue(key, out var list))
             _byMeter[key] = list = [];
         list.Add(series);
-        _customers.Add((series.Tenant, series.Customer));
+        ref var newest = ref CollectionsMarshal.GetValueRefOrAddDefault(_byCustomer, (series.Tenant, series.Customer), out _);
+        series.PreviousOfCustomer = newest;
+        newest = series;
     }
 
     public IReadOnlyList<Series> ForMeter(string tenant, string meterKey)
         => _byMeter.TryGetValue((tenant, meterKey), out var list) ? list : [];
 
-    public bool HasCustomer(string tenant, string customer) => _customers.Contains((tenant, customer));
+    /// <summary>Every series of the customer, of every meter, newest first.</summary>
+    public IEnumerable<Series> ForCustomer(string tenant, string customer)
+    {
+        _byCustomer.TryGetValue((tenant, customer), out var series);
+        for (; series is not null; series = series.PreviousOfCustomer)
+            yield return series;
+    }
+
+    public bool HasCustomer(string tenant, string customer) => _byCustomer.ContainsKey((tenant, customer));
 }
 
 /// <summary>
