@@ -18,7 +18,8 @@ namespace AlphaMesh.Benchmarks;
 /// <item><c>--list-reached [customers]</c>: one meter (COUNT) and two events for each of that many customers (default
 /// 1,000,000), then times <see cref="IEntitlementService.ListReached"/> against a tenant default that no customer has
 /// reached (the usual case: every total read, nothing listed) and one that every customer has (the worst case), and
-/// the restart from the final checkpoint (the totals are named after their series there).</item>
+/// the restart from the final checkpoint (the totals are named after their series there). A second number sets
+/// <see cref="AggregatorOptions.CachedWindows"/>.</item>
 /// </list>
 /// </summary>
 public static class AggregatorRuns
@@ -112,9 +113,12 @@ public static class AggregatorRuns
         return 0;
     }
 
-    public static async Task<int> ListReachedAsync(int customers, TextWriter output)
+    public static async Task<int> ListReachedAsync(int customers, int? cachedWindows, TextWriter output)
     {
         using var run = new Run(oneMeter: true);
+        if (cachedWindows is { } cached)
+            run.Options.CachedWindows = cached;
+        output.WriteLine($"cached windows per partition: {run.Options.CachedWindows:N0}");
         var watch = Stopwatch.StartNew();
         await using (var log = run.OpenLog())
         {

@@ -29,6 +29,13 @@ public sealed class AggregatorOptions
     /// <summary>In-memory part of the dedupe store's log (event ids and UNIQUE_COUNT markers).</summary>
     public long DedupeMemoryBytes { get; set; } = 64L << 20;
 
+    /// <summary>At most this many series keep their newest window in memory as a write-back cache (about 140 bytes
+    /// each), which spares nearly every event of that window a store operation. Beyond it, a new one takes the place of
+    /// one not used for the longest (roughly: a clock), whose window goes back to the store. Size it for the series
+    /// active within a few minutes: a series whose window left the cache reads it back from the store on its next event
+    /// (from disk, once the aggregates store's memory no longer holds it).</summary>
+    public int CachedWindows { get; set; } = 1 << 20;
+
     /// <summary>Log page size of both stores.</summary>
     public int PageSizeBytes { get; set; } = 1 << 20;
 

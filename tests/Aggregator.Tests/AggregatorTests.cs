@@ -400,6 +400,14 @@ public sealed class AggregatorTests
     }
 
     [Fact]
+    public async Task Start_NoCachedWindows_FailsNamingTheOption()
+    {
+        await using var harness = new Harness(partitions: 1, o => o.CachedWindows = 0);
+        var error = await Assert.ThrowsAsync<ArgumentException>(harness.StartAsync);
+        Assert.Contains("Aggregator.CachedWindows must be positive, not 0", error.Message);
+    }
+
+    [Fact]
     public async Task Start_RetentionOfMoreThanACentury_FailsNamingTheLimit()
     {
         // Expiry times add the retention to times in nanoseconds: "keep for ever" as 100,000 days would overflow.
@@ -841,6 +849,54 @@ public sealed class AggregatorTests
                 Assert.Equal(expected.OrderBy(r => r.Key, StringComparer.Ordinal), actual.OrderBy(r => r.Key, StringComparer.Ordinal));
             }
         }
+    }
+
+    [Fact]
+    public async Task Apply_MoreActiveSeriesThanCachedWindows_KeepsTheLimitAndStaysExact()
+    {
+        // 8 cached windows for 36 series: a series' window is often taken back and read again from the store, also
+        // while it holds changes (written back first), across checkpoints and a crash.
+        await using var harness = new Harness(partitions: 1, o =>
+        {
+            o.CachedWindows = 8;
+            o.CheckpointInterval = TimeSpan.FromHours(1);
+        });
+        var meters = new List<MeterDefinition>
+        {
+            await harness.MeterAsync("acme", "sum", Aggregation.Sum),
+            await harness.MeterAsync("acme", "latest", Aggregation.Latest, window: WindowSize.Minute),
+            await harness.MeterAsync("acme", "gauge", Aggregation.TimeWeightedSum, window: WindowSize.Minute),
+        };
+        await harness.StartAsync();
+        var partition = harness.Host.Partitions[0];
+        var random = new Random(5);
+        int id = 0;
+        List<TestEvent> Events(int count, int firstMinute, int minutes) => [.. Enumerable.Range(0, count).Select(_ =>
+            new TestEvent("acme", $"e{id++}", "api_call", "c" + random.Next(12), Noon.AddMinutes(firstMinute + random.Next(minutes)).AddSeconds(random.Next(60)),
+                ("tokens", (random.Next(1, 1000) / 100m).ToString(CultureInfo.InvariantCulture))))];
+        async Task AssertExactAsync()
+        {
+            foreach (var meter in meters)
+            {
+                var query = Query(meter.Tenant, meter.Key);
+                Assert.Equal(Oracle.Usage(harness.Appended, meter, query).OrderBy(r => r.Key, StringComparer.Ordinal),
+                    Oracle.Actual(await harness.Aggregator.Usage.QueryAsync(query)).OrderBy(r => r.Key, StringComparer.Ordinal));
+            }
+            Assert.Equal(8, await partition.Submit(0, (p, _) => ValueTask.FromResult(p.HotWindowCount)));
+        }
+
+        for (int round = 0; round < 4; round++)
+        {
+            // Mostly newer windows, some late ones.
+            await harness.AppendAsync(Events(150, round * 5, 8));
+            await AssertExactAsync();
+            if (round % 2 == 1)
+                await harness.Aggregator.CheckpointAsync();
+        }
+        await harness.CrashAndRestartAsync();
+        partition = harness.Host.Partitions[0];
+        await harness.AppendAsync(Events(100, 15, 10));
+        await AssertExactAsync();
     }
 
     [Fact]

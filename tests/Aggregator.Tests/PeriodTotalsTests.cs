@@ -58,4 +58,45 @@ public sealed class PeriodTotalsTests
             }
         }
     }
+
+    [Fact]
+    public async Task TryGet_WhileFourWritersAddAndGrowTheTable_FindsEveryTotalAddedBeforeTheRead()
+    {
+        // Writers publish how many totals they have added after each add; a reader that saw n must find the first n
+        // (the same objects) whatever growth happens meanwhile, and must never find a key nobody added.
+        const int Writers = 4, PerWriter = 50_000;
+        var totals = new PeriodTotals();
+        var added = new PeriodTotal[Writers * PerWriter];
+        var progress = new int[Writers];
+        static UInt128 Key(int w, int i) => new((ulong)(w + 1) << 40, ((ulong)i * 0x9E3779B97F4A7C15UL) ^ (ulong)w);
+        var writers = Enumerable.Range(0, Writers).Select(w => Task.Run(() =>
+        {
+            for (int i = 0; i < PerWriter; i++)
+            {
+                added[(w * PerWriter) + i] = totals.GetOrAdd(Key(w, i), "acme", "calls", $"{w}:{i}", out _);
+                Volatile.Write(ref progress[w], i + 1);
+            }
+        })).ToArray();
+        var random = new Random(3);
+        int checks = 0;
+        while (!writers.All(t => t.IsCompleted) || checks == 0)
+        {
+            int w = random.Next(Writers);
+            int seen = Volatile.Read(ref progress[w]);
+            if (seen == 0)
+                continue;
+            int i = random.Next(seen);
+            Assert.True(totals.TryGet(Key(w, i), out var found), $"writer {w}'s total {i} of {seen} not found");
+            Assert.Same(added[(w * PerWriter) + i], found);
+            Assert.False(totals.TryGet(Key(w, PerWriter + i), out _));
+            checks++;
+        }
+        await Task.WhenAll(writers);
+        for (int w = 0; w < Writers; w++)
+        {
+            for (int i = 0; i < PerWriter; i++)
+                Assert.True(totals.TryGet(Key(w, i), out var found) && ReferenceEquals(found, added[(w * PerWriter) + i]));
+        }
+        Assert.True(checks > 0);
+    }
 }

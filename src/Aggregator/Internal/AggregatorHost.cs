@@ -80,6 +80,8 @@ internal sealed class AggregatorHost : IAggregator
             throw new ArgumentException($"Aggregator.WindowRetention ({options.WindowRetention}) must be at least Aggregator.DedupeRetention ({options.DedupeRetention}): a late event can land in a window that long after its end.", nameof(options));
         if (options.IndexCheckpointLogBytes <= 0)
             throw new ArgumentException($"Aggregator.IndexCheckpointLogBytes must be positive, not {options.IndexCheckpointLogBytes}.", nameof(options));
+        if (options.CachedWindows <= 0)
+            throw new ArgumentException($"Aggregator.CachedWindows must be positive, not {options.CachedWindows}.", nameof(options));
         if (options.BatchSize <= 0)
             throw new ArgumentException($"Aggregator.BatchSize must be positive, not {options.BatchSize}.", nameof(options));
         StoreSizes.From(options, options.AggregatesMemoryBytes, options.AggregatesIndexBytes, "Aggregates");

@@ -69,7 +69,12 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private readonly List<PeriodTotal> _ownedTotals = [];
     private readonly ConcurrentQueue<PartitionWork> _work = new();
     private readonly List<PartitionWork> _waiting = [];
+    // The series holding a cached window (Series.Hot), at most _cachedWindows, and the clock's hand among them; and
+    // the series whose cache changed since the last checkpoint (some may have lost their cache since: written back then).
+    private readonly List<Series> _hotSeries = [];
     private readonly List<Series> _dirtySeries = [];
+    private readonly int _cachedWindows;
+    private int _clockHand;
     // The state chain (see CheckpointAsync): its files, oldest (the full one) first, their sizes, and the series and
     // totals changed since its last file.
     private readonly List<string> _stateChain = [];
@@ -126,6 +131,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         _dedupeMarks = new CompactionMarks(_retention);
         _windowMarks = new CompactionMarks(_windowRetention);
         _batchSize = options.BatchSize;
+        _cachedWindows = options.CachedWindows;
         _compactionBytes = options.DedupeCompactionBytes;
         _indexCheckpointLogBytes = options.IndexCheckpointLogBytes;
         _checkpointInterval = options.CheckpointInterval;
@@ -458,7 +464,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             if (meter.State == PreparedState.Ready && _series.TryGet(meter.SeriesId, out var series))
             {
                 meter.Series = series;
-                touched ^= series.HotWindow ^ series.HotState.Count;
+                touched ^= series.Hot?.Start ?? 0;
             }
         }
         foreach (ref readonly var meter in preparedMeters)
@@ -670,7 +676,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         }
         bool accepted;
         decimal delta;
-        if (start < series.HotWindow)
+        var hot = series.Hot;
+        if (hot is not null && start < hot.Start)
         {
             // A late event, older than the series' newest window: straight into the store.
             var key = new AggregateKey(series.Id, level, start);
@@ -680,10 +687,10 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         }
         else
         {
-            if (start > series.HotWindow)
-                MoveHotWindow(series, level, start);
-            accepted = series.HotState.Apply(input, out delta);
-            MarkHot(series);
+            if (hot is null || start > hot.Start)
+                hot = MoveHotWindow(series, level, start);
+            accepted = hot.State.Apply(input, out delta);
+            MarkHot(series, hot);
         }
         if (!accepted)
         {
@@ -694,31 +701,75 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     }
 
     /// <summary>Writes the series' cached window back to the store and loads the newer window <paramref name="start"/>
-    /// (usually absent from the store: its first event).</summary>
-    private void MoveHotWindow(Series series, WindowSize level, long start)
+    /// (usually absent from the store: its first event); gives the series a cache first if it has none.</summary>
+    private HotWindow MoveHotWindow(Series series, WindowSize level, long start)
     {
-        WriteBackHotWindow(series);
+        var hot = series.Hot;
+        if (hot is null)
+        {
+            hot = TakeHotWindow(series);
+            series.Hot = hot;
+        }
+        else
+        {
+            WriteBack(series.Id, hot);
+        }
         var key = new AggregateKey(series.Id, level, start);
         var input = default(AggregateInput);
-        series.HotState = _aggregates.TryRead(ref key, ref input, out var output) ? output.State : default;
-        series.HotWindow = start;
-        series.HotLevel = level;
+        hot.State = _aggregates.TryRead(ref key, ref input, out var output) ? output.State : default;
+        hot.Start = start;
+        hot.Level = level;
+        return hot;
     }
 
-    private void WriteBackHotWindow(Series series)
+    /// <summary>How many series hold a cached window (read on the loop).</summary>
+    internal int HotWindowCount => _hotSeries.Count;
+
+    private void WriteBack(UInt128 series, HotWindow hot)
     {
-        if (!series.HotDirty)
+        if (!hot.Dirty)
             return;
-        var key = new AggregateKey(series.Id, series.HotLevel, series.HotWindow);
-        _aggregates.Upsert(ref key, ref series.HotState);
-        series.HotDirty = false;
+        var key = new AggregateKey(series, hot.Level, hot.Start);
+        _aggregates.Upsert(ref key, ref hot.State);
+        hot.Dirty = false;
     }
 
-    private void MarkHot(Series series)
+    /// <summary>A cache for <paramref name="series"/>: a new one while fewer than <see cref="AggregatorOptions.CachedWindows"/>
+    /// exist, else one taken back from a series that has not used its own since the clock last passed it (its window
+    /// written back first). The hand clears the marks it passes, so it finds one within one round.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private HotWindow TakeHotWindow(Series series)
     {
-        if (series.HotDirty)
+        if (_hotSeries.Count < _cachedWindows)
+        {
+            _hotSeries.Add(series);
+            return new HotWindow();
+        }
+        while (true)
+        {
+            if (_clockHand >= _hotSeries.Count)
+                _clockHand = 0;
+            var owner = _hotSeries[_clockHand];
+            var hot = owner.Hot!;
+            if (hot.Used)
+            {
+                hot.Used = false;
+                _clockHand++;
+                continue;
+            }
+            WriteBack(owner.Id, hot);
+            owner.Hot = null;
+            _hotSeries[_clockHand++] = series;
+            return hot;
+        }
+    }
+
+    private void MarkHot(Series series, HotWindow hot)
+    {
+        hot.Used = true;
+        if (hot.Dirty)
             return;
-        series.HotDirty = true;
+        hot.Dirty = true;
         _dirtySeries.Add(series);
     }
 
@@ -726,16 +777,19 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private void WriteBackHotWindows()
     {
         foreach (var series in _dirtySeries)
-            WriteBackHotWindow(series);
+        {
+            if (series.Hot is { } hot)
+                WriteBack(series.Id, hot);
+        }
         _dirtySeries.Clear();
     }
 
     /// <summary>The state of one stored window of a series, from its write-back cache or from the store.</summary>
     private bool TryReadWindow(Series series, WindowSize level, long start, out AggregateState state)
     {
-        if (start == series.HotWindow && level == series.HotLevel)
+        if (series.Hot is { } hot && start == hot.Start && level == hot.Level)
         {
-            state = series.HotState;
+            state = hot.State;
             return !state.IsEmpty;
         }
         var key = new AggregateKey(series.Id, level, start);
@@ -861,15 +915,16 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     [MethodImpl(MethodImplOptions.NoInlining)]
     private Series AddSeries(UInt128 id, CompiledMeter meter, ReadOnlySpan<byte> customer, ReadOnlySpan<byte> data, ReadOnlySpan<int> groups, bool customerTotal)
     {
-        var values = customerTotal ? [] : new string[meter.GroupBy.Length];
+        var values = customerTotal || meter.GroupBy.Length == 0 ? [] : new string[meter.GroupBy.Length];
         for (int g = 0; g < values.Length; g++)
             values[g] = Encoding.UTF8.GetString(GroupValue(data, groups, g));
+        string tenant = meter.Definition.Tenant;
         var series = new Series
         {
             Id = id,
-            Tenant = meter.Definition.Tenant,
+            Tenant = tenant,
             MeterKey = meter.Definition.Key,
-            Customer = Encoding.UTF8.GetString(customer),
+            Customer = _series.CustomerName(tenant, Encoding.UTF8.GetString(customer)),
             GroupValues = values,
             CustomerTotal = customerTotal,
         };
@@ -1240,12 +1295,19 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             string key = reader.ReadString();
             _restoredInvalid[(tenant, key)] = reader.ReadInt64();
         }
-        for (int i = reader.ReadInt32(); i > 0; i--)
+        // Tenants and meter keys repeat in every series: one string each (not one per series), as when applied.
+        var shared = new Dictionary<string, string>(StringComparer.Ordinal);
+        string Shared(string name) => shared.TryAdd(name, name) ? name : shared[name];
+        int seriesCount = reader.ReadInt32();
+        _series.EnsureCapacity(seriesCount); // a full file lists them in slot order: see there
+        for (int i = seriesCount; i > 0; i--)
         {
             var id = ReadUInt128(reader);
-            string tenant = reader.ReadString(), meterKey = reader.ReadString(), customer = reader.ReadString();
+            string tenant = Shared(reader.ReadString()), meterKey = Shared(reader.ReadString());
+            string customer = _series.CustomerName(tenant, reader.ReadString());
             bool customerTotal = reader.ReadBoolean();
-            var values = new string[reader.ReadInt32()];
+            int valueCount = reader.ReadInt32();
+            var values = valueCount == 0 ? [] : new string[valueCount];
             for (int v = 0; v < values.Length; v++)
                 values[v] = reader.ReadString();
             long first = reader.ReadInt64(), last = reader.ReadInt64();
