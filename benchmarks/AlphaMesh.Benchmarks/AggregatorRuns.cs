@@ -175,7 +175,11 @@ public static class AggregatorRuns
             var watch = Stopwatch.StartNew();
             var result = await aggregator.Usage.QueryAsync(new UsageQuery
             {
-                Tenant = Tenant, MeterKey = "calls", Customer = Customer(random.Next(customers)), From = from, To = to,
+                Tenant = Tenant,
+                MeterKey = "calls",
+                Customer = Customer(random.Next(customers)),
+                From = from,
+                To = to,
             });
             latencies[i] = watch.Elapsed.TotalMilliseconds;
             rows += result.Rows.Count;
