@@ -464,13 +464,17 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             if (meter.State == PreparedState.Ready && _series.TryGet(meter.SeriesId, out var series))
             {
                 meter.Series = series;
-                touched ^= series.Hot?.Start ?? 0;
+                touched ^= series.FirstWindow;
             }
         }
         foreach (ref readonly var meter in preparedMeters)
         {
-            if (meter.Series?.Total is { } total)
+            if (meter.Series is not { } series)
+                continue;
+            if (series.Total is { } total)
                 touched ^= total.Load();
+            if (series.Hot is { } hot)
+                touched ^= hot.Start;
         }
         _touched = touched;
 
@@ -677,9 +681,10 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         bool accepted;
         decimal delta;
         var hot = series.Hot;
-        if (hot is not null && start < hot.Start)
+        if (hot is not null ? start < hot.Start : start < series.LastWindow)
         {
-            // A late event, older than the series' newest window: straight into the store.
+            // A late event, older than the series' newest window: straight into the store (without taking a cache,
+            // which holds the newest window).
             var key = new AggregateKey(series.Id, level, start);
             var output = _aggregates.Rmw(ref key, ref input);
             accepted = !output.Rejected;
@@ -724,6 +729,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
 
     /// <summary>How many series hold a cached window (read on the loop).</summary>
     internal int HotWindowCount => _hotSeries.Count;
+
+    /// <summary>Slots the series table passed over when adding series (tests: recovery's inserts stay short).</summary>
+    internal long SeriesInsertProbes => _series.InsertProbes;
 
     private void WriteBack(UInt128 series, HotWindow hot)
     {
