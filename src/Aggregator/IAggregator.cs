@@ -17,8 +17,9 @@ public sealed record TenantCounters(long Duplicates, IReadOnlyDictionary<string,
 /// nothing was applied since the last one); null before this process's first checkpoint.</param>
 /// <param name="Replaying">Whether the loop is still replaying what the log had committed when it started: its counts
 /// (restored from the last checkpoint) may then be below what they were before the stop.</param>
+/// <param name="Failure">Why the loop stopped, when <paramref name="Stopped"/>.</param>
 public sealed record PartitionProgress(int Partition, long AppliedPosition, long CommittedPosition, bool Stopped,
-    DateTimeOffset? CheckpointedAt, bool Replaying)
+    DateTimeOffset? CheckpointedAt, bool Replaying, AggregatorStoppedException? Failure = null)
 {
     /// <summary>Bytes of acknowledged records not yet applied: what a usage query would wait for.</summary>
     public long LagBytes => Math.Max(0, CommittedPosition - AppliedPosition);

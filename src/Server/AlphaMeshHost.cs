@@ -70,6 +70,7 @@ public static class AlphaMeshHost
             sp.GetRequiredService<IEventLog>(), sp.GetRequiredService<IMeterCatalog>(), aggregatorOptions).GetAwaiter().GetResult());
         builder.Services.AddSingleton<UsageReader>();
         builder.Services.AddHealthChecks().AddCheck<AggregatorHealthCheck>("aggregator");
+        builder.Services.AddHostedService<AggregatorStopLogger>();
         builder.Services.AddSingleton<IBillingUsageSource, AggregatorBillingUsage>();
         builder.Services.AddSingleton<UsageHttpEndpoints>();
         builder.Services.AddAlphaMeshGrpcReflection(Usage.V1.UsageQuery.Descriptor);

@@ -2,6 +2,8 @@ using System.Globalization;
 using System.Net;
 using AlphaMesh.Server.Tests.Support;
 using AlphaMesh.Usage.V1;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace AlphaMesh.Server.Tests;
 
@@ -18,7 +20,9 @@ public sealed class StoppedPartitionTests
     {
         using var data = new TempDirectory();
         void Configure(ServerSettings settings) => settings.Extra["AlphaMesh:Aggregator:CheckpointInterval"] = "00:00:00.200";
-        var server = await InProcessServer.StartAsync(Configure, dataDirectory: data.Path);
+        var log = new ListLogger();
+        var server = await InProcessServer.StartAsync(Configure, services => services.AddSingleton<ILoggerProvider>(new ListLoggerProvider(log)),
+            dataDirectory: data.Path);
         var events = Enumerable.Range(0, 40).Select(i => Requests.Event($"e{i}", customer: $"cust-{i % 8}")).ToList();
         var blockers = new List<string>();
         try
@@ -80,6 +84,18 @@ public sealed class StoppedPartitionTests
                     To = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(new DateTimeOffset(2027, 1, 1, 0, 0, 0, TimeSpan.Zero)),
                 }, Requests.Auth(ServerSettings.ReadOnlyKey)));
                 Assert.Equal(Grpc.Core.StatusCode.Unavailable, grpc.StatusCode);
+
+                // And the log says so, once per partition, with the reason (the state file that could not be written).
+                for (int wait = 0; wait < 100 && !log.Text.Contains("partition 1 stopped", StringComparison.Ordinal); wait++)
+                    await Task.Delay(50);
+                foreach (string partition in new[] { "0", "1" })
+                {
+                    // (The health check's own log line quotes the failure too; this is the server's.)
+                    var lines = log.Text.Split('\n').Where(line => line.Contains($"The aggregator of partition {partition} stopped: ", StringComparison.Ordinal)
+                        && line.Contains("until the server is restarted", StringComparison.Ordinal)).ToList();
+                    Assert.Single(lines);
+                    Assert.Contains("state-", lines[0], StringComparison.Ordinal);
+                }
             }
             // Shutting down with stopped partitions is clean (they do not throw their failure again).
             await server.DisposeAsync();

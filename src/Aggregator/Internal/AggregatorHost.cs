@@ -119,9 +119,14 @@ internal sealed class AggregatorHost : IAggregator
         return counters;
     }
 
-    public IReadOnlyList<PartitionProgress> GetProgress()
-        => [.. _partitions.Select(p => new PartitionProgress(p.Index, p.Progress, _log.GetPartition(p.Index).CommittedPosition,
-            p.Failure is not null, p.CheckpointedAt, p.Replaying))];
+    public IReadOnlyList<PartitionProgress> GetProgress() => [.. _partitions.Select(ProgressOf)];
+
+    private PartitionProgress ProgressOf(PartitionAggregator partition)
+    {
+        var failure = partition.Failure;
+        return new PartitionProgress(partition.Index, partition.Progress, _log.GetPartition(partition.Index).CommittedPosition,
+            failure is not null, partition.CheckpointedAt, partition.Replaying, failure);
+    }
 
     public async ValueTask CheckpointAsync(CancellationToken cancellationToken = default)
     {

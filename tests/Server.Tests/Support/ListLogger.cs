@@ -28,3 +28,13 @@ internal sealed class ListLogger : ILogger
             _text.Append(DateTime.UtcNow.ToString("HH:mm:ss.fff", CultureInfo.InvariantCulture)).Append(' ').Append(formatter(state, exception)).Append(' ').AppendLine(exception?.Message);
     }
 }
+
+/// <summary>Hands one <see cref="ListLogger"/> to every category (a server's log, in a test).</summary>
+internal sealed class ListLoggerProvider(ListLogger logger) : ILoggerProvider
+{
+    public ILogger CreateLogger(string categoryName) => logger;
+
+    public void Dispose()
+    {
+    }
+}
