@@ -69,9 +69,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private readonly List<PeriodTotal> _ownedTotals = [];
     private readonly ConcurrentQueue<PartitionWork> _work = new();
     private readonly List<PartitionWork> _waiting = [];
-    // The series holding a cached window (Series.Hot), at most _cachedWindows, and the clock's hand among them; and
-    // the series whose cache changed since the last checkpoint (some may have lost their cache since: written back then).
-    private readonly List<Series> _hotSeries = [];
+    // The cached windows (Series.Hot), at most _cachedWindows, and the clock's hand among them; and the series whose
+    // cache changed since the last checkpoint (some may have lost their cache since: written back then).
+    private readonly List<HotWindow> _hotWindows = [];
     private readonly List<Series> _dirtySeries = [];
     private readonly int _cachedWindows;
     private int _clockHand;
@@ -728,7 +728,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     }
 
     /// <summary>How many series hold a cached window (read on the loop).</summary>
-    internal int HotWindowCount => _hotSeries.Count;
+    internal int HotWindowCount => _hotWindows.Count;
 
     /// <summary>Slots the series table passed over when adding series (tests: recovery's inserts stay short).</summary>
     internal long SeriesInsertProbes => _series.InsertProbes;
@@ -748,26 +748,26 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     [MethodImpl(MethodImplOptions.NoInlining)]
     private HotWindow TakeHotWindow(Series series)
     {
-        if (_hotSeries.Count < _cachedWindows)
+        if (_hotWindows.Count < _cachedWindows)
         {
-            _hotSeries.Add(series);
-            return new HotWindow();
+            var fresh = new HotWindow { Owner = series };
+            _hotWindows.Add(fresh);
+            return fresh;
         }
         while (true)
         {
-            if (_clockHand >= _hotSeries.Count)
+            if (_clockHand >= _hotWindows.Count)
                 _clockHand = 0;
-            var owner = _hotSeries[_clockHand];
-            var hot = owner.Hot!;
+            var hot = _hotWindows[_clockHand++];
             if (hot.Used)
             {
                 hot.Used = false;
-                _clockHand++;
                 continue;
             }
+            var owner = hot.Owner;
             WriteBack(owner.Id, hot);
             owner.Hot = null;
-            _hotSeries[_clockHand++] = series;
+            hot.Owner = series;
             return hot;
         }
     }

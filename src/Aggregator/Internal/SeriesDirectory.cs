@@ -63,6 +63,8 @@ internal sealed class Series
 /// </summary>
 internal sealed class HotWindow
 {
+    /// <summary>The series holding it (the clock passes over caches, and reaches a series only to take one back).</summary>
+    public Series Owner = null!;
     public long Start;
     public WindowSize Level;
     public bool Dirty;
