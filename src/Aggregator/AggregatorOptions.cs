@@ -33,7 +33,7 @@ public sealed class AggregatorOptions
     /// each), which spares nearly every event of that window a store operation. Beyond it, a new one takes the place of
     /// one not used for the longest (roughly: a clock), whose window goes back to the store. Size it for the series
     /// active within a few minutes: a series whose window left the cache reads it back from the store on its next event
-    /// (from disk, once the aggregates store's memory no longer holds it).</summary>
+    /// (a file read, once the aggregates store's memory no longer holds it).</summary>
     public int CachedWindows { get; set; } = 1 << 20;
 
     /// <summary>Log page size of both stores.</summary>
