@@ -162,9 +162,13 @@ public sealed class AggregatorTests
 
         long probes = await harness.Host.Partitions[0].Submit(0, (p, _) => ValueTask.FromResult(p.SeriesInsertProbes));
         Assert.True(probes < 3L * Customers, $"{probes} slots passed over adding {Customers} series");
-        var rows = (await harness.Aggregator.Usage.QueryAsync(Query("acme", "calls"))).Rows;
-        Assert.Equal(Customers, rows.Count);
-        Assert.All(rows, row => Assert.Equal(1m, row.Value));
+        // A sample of customers, one query each: after a restart each series' window is read back from the store's
+        // files one pending read at a time, which for all 24,000 took minutes on a busy machine.
+        for (int i = 0; i < Customers; i += 997)
+        {
+            var row = Assert.Single((await harness.Aggregator.Usage.QueryAsync(Query("acme", "calls", customer: $"c{i}"))).Rows);
+            Assert.Equal(1m, row.Value);
+        }
     }
 
     [Fact]
@@ -414,29 +418,24 @@ public sealed class AggregatorTests
         Assert.Equal(64, harness.Host.Partitions[0].AggregatesLogBegin);
     }
 
-    [Fact]
-    public async Task Start_WindowRetentionShorterThanDedupeRetention_FailsNamingBoth()
+    public static TheoryData<string, Action<AggregatorOptions>, string> InvalidOptions => new()
     {
-        await using var harness = new Harness(partitions: 1, o => o.WindowRetention = TimeSpan.FromDays(30));
-        var error = await Assert.ThrowsAsync<ArgumentException>(harness.StartAsync);
-        Assert.Contains("Aggregator.WindowRetention (30.00:00:00) must be at least Aggregator.DedupeRetention (35.00:00:00)", error.Message);
-    }
-
-    [Fact]
-    public async Task Start_NoCachedWindows_FailsNamingTheOption()
-    {
-        await using var harness = new Harness(partitions: 1, o => o.CachedWindows = 0);
-        var error = await Assert.ThrowsAsync<ArgumentException>(harness.StartAsync);
-        Assert.Contains("Aggregator.CachedWindows must be positive, not 0", error.Message);
-    }
-
-    [Fact]
-    public async Task Start_RetentionOfMoreThanACentury_FailsNamingTheLimit()
-    {
+        {
+            "a window retention shorter than the dedupe retention", o => o.WindowRetention = TimeSpan.FromDays(30),
+            "Aggregator.WindowRetention (30.00:00:00) must be at least Aggregator.DedupeRetention (35.00:00:00)"
+        },
         // Expiry times add the retention to times in nanoseconds: "keep for ever" as 100,000 days would overflow.
-        await using var harness = new Harness(partitions: 1, o => o.WindowRetention = TimeSpan.FromDays(100_000));
+        { "a retention of more than a century", o => o.WindowRetention = TimeSpan.FromDays(100_000), "must be at most 36500 days" },
+        { "no cached windows", o => o.CachedWindows = 0, "Aggregator.CachedWindows must be positive, not 0" },
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidOptions))]
+    public async Task Start_InvalidOption_FailsNamingTheOptionAndItsLimit(string option, Action<AggregatorOptions> configure, string expected)
+    {
+        await using var harness = new Harness(partitions: 1, configure);
         var error = await Assert.ThrowsAsync<ArgumentException>(harness.StartAsync);
-        Assert.Contains("must be at most 36500 days", error.Message);
+        Assert.True(error.Message.Contains(expected, StringComparison.Ordinal), $"{option}: {error.Message}");
     }
 
     [Fact]
