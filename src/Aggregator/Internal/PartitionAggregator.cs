@@ -1049,10 +1049,12 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     public void Query(QueryPlan plan, RowAccumulator rows)
     {
         long retainedFrom = RetainedFrom(plan.WindowSize, plan.ReadLevel);
-        var candidates = plan.Customer is null ? _series.ForMeter(plan.Tenant, plan.Meter.Key) : _series.ForCustomer(plan.Tenant, plan.Customer);
+        // One customer: its series of every meter; all customers: the meter's series (no meter key to compare).
+        bool oneCustomer = plan.Customer is not null;
+        var candidates = oneCustomer ? _series.ForCustomer(plan.Tenant, plan.Customer!) : _series.ForMeter(plan.Tenant, plan.Meter.Key);
         foreach (var series in candidates)
         {
-            if (series.MeterKey != plan.Meter.Key || series.CustomerTotal != plan.CustomerTotal || !plan.Matches(series))
+            if ((oneCustomer && series.MeterKey != plan.Meter.Key) || series.CustomerTotal != plan.CustomerTotal || !plan.Matches(series))
                 continue;
             var level = plan.ReadLevel;
             // Only windows that can hold data: between the series' first and last base window, and from the first
