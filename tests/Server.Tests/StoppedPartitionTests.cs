@@ -86,7 +86,10 @@ public sealed class StoppedPartitionTests
                 Assert.Equal(Grpc.Core.StatusCode.Unavailable, grpc.StatusCode);
 
                 // And the log says so, once per partition, with the reason (the state file that could not be written).
-                for (int wait = 0; wait < 100 && !log.Text.Contains("partition 1 stopped", StringComparison.Ordinal); wait++)
+                // The logger looks once a second, and the partitions stop at different moments: wait for both lines.
+                static bool LoggedBoth(string text) => text.Contains("partition 0 stopped", StringComparison.Ordinal)
+                    && text.Contains("partition 1 stopped", StringComparison.Ordinal);
+                for (int wait = 0; wait < 200 && !LoggedBoth(log.Text); wait++)
                     await Task.Delay(50);
                 foreach (string partition in new[] { "0", "1" })
                 {
