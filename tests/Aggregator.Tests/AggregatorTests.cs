@@ -926,6 +926,39 @@ public sealed class AggregatorTests
     }
 
     [Fact]
+    public async Task Query_MoreStoredWindowsThanOneBatchOfReads_EqualsOracleBeforeAndAfterRestart()
+    {
+        // 1,800 minute windows of 3 customers, more than a query's batch of 1,024 windows whose reads wait together;
+        // after a crash restart every window is read back from the store's files.
+        await using var harness = new Harness(partitions: 1, o => o.CheckpointInterval = TimeSpan.FromHours(1));
+        var meters = new[]
+        {
+            await harness.MeterAsync("acme", "tokens", Aggregation.Sum, window: WindowSize.Minute),
+            await harness.MeterAsync("acme", "peak", Aggregation.Max, window: WindowSize.Minute),
+        };
+        await harness.StartAsync();
+        var random = new Random(11);
+        await harness.AppendAsync([.. Enumerable.Range(0, 1800).Select(i => new TestEvent("acme", $"e{i}", "api_call", $"c{i % 3}",
+            Noon.AddMinutes(i / 3).AddSeconds(i % 3), ("tokens", (random.Next(1, 500) / 100m).ToString(CultureInfo.InvariantCulture))))]);
+        await harness.Aggregator.CheckpointAsync();
+        for (int restart = 0; restart < 2; restart++)
+        {
+            foreach (var meter in meters)
+            {
+                foreach (var size in new WindowSize?[] { null, WindowSize.Hour })
+                {
+                    var query = Query("acme", meter.Key, size);
+                    var actual = Oracle.Actual(await harness.Aggregator.Usage.QueryAsync(query));
+                    Assert.Equal(size is null ? 1800 : 30, actual.Count); // 600 minutes, 10 hours
+                    Assert.Equal(Oracle.Usage(harness.Appended, meter, query).OrderBy(r => r.Key, StringComparer.Ordinal),
+                        actual.OrderBy(r => r.Key, StringComparer.Ordinal));
+                }
+            }
+            await harness.CrashAndRestartAsync();
+        }
+    }
+
+    [Fact]
     public async Task Apply_MissingOrNonNumericValue_CountedAsInvalidPerMeter()
     {
         await using var harness = new Harness();

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Numerics;
 using System.Reflection;
 using System.Runtime.CompilerServices;
@@ -251,6 +252,37 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
         return status.Found;
     }
 
+    /// <summary>Starts a read without waiting for the disk: <see cref="ReadStart.Pending"/> leaves it to
+    /// <see cref="CompleteReads"/>, so that the reads of many keys wait together (one at a time, each read back from
+    /// the store's files costs the loop tens of microseconds of FASTER's asynchronous read path). Not inside a batch:
+    /// an operation that waits there would complete these reads too and lose their outputs.</summary>
+    public ReadStart StartRead(ref TKey key, ref TInput input, out TOutput output)
+    {
+        Debug.Assert(!_inBatch, "reads left pending inside a batch would be completed by its next wait");
+        output = default;
+        var status = Session.Read(ref key, ref input, ref output);
+        return status.IsPending ? ReadStart.Pending : status.Found ? ReadStart.Found : ReadStart.Absent;
+    }
+
+    /// <summary>Waits for every read <see cref="StartRead"/> left pending; adds those that found their key to
+    /// <paramref name="found"/>.</summary>
+    public void CompleteReads(List<(TKey Key, TOutput Output)> found)
+    {
+        Session.CompletePendingWithOutputs(out var completed, wait: true);
+        try
+        {
+            while (completed.Next())
+            {
+                if (completed.Current.Status.Found)
+                    found.Add((completed.Current.Key, completed.Current.Output));
+            }
+        }
+        finally
+        {
+            completed.Dispose();
+        }
+    }
+
     private TOutput CompletePending()
     {
         TOutput output = default;
@@ -338,4 +370,13 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
         _checkpoints.Dispose();
         _device.Dispose();
     }
+}
+
+/// <summary>What <see cref="KvStore{TKey, TValue, TInput, TOutput, TFunctions}.StartRead"/> found at once.</summary>
+internal enum ReadStart
+{
+    Absent,
+    Found,
+    /// <summary>The key may be in the store's files: the read waits for <c>CompleteReads</c>.</summary>
+    Pending,
 }

@@ -97,6 +97,8 @@ internal struct AggregateKey
         WindowStart = windowStart;
         Level = (long)level;
     }
+
+    public readonly UInt128 Series => new(SeriesHigh, SeriesLow);
 }
 
 internal sealed class AggregateKeyComparer : IFasterEqualityComparer<AggregateKey>
