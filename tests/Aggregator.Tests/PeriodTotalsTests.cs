@@ -8,9 +8,9 @@ public sealed class PeriodTotalsTests
     public void GetOrAdd_SameKeyTwice_OneTotalListedOnceUnderItsMeter()
     {
         var totals = new PeriodTotals();
-        var first = totals.GetOrAdd(1, "acme", "calls", "c1", out bool added);
-        var again = totals.GetOrAdd(1, "acme", "calls", "c1", out bool addedAgain);
-        totals.GetOrAdd(2, "acme", "tokens", "c1", out _);
+        var first = totals.GetOrAdd(1, "acme", "calls", "c1", Aggregation.Count, out bool added);
+        var again = totals.GetOrAdd(1, "acme", "calls", "c1", Aggregation.Count, out bool addedAgain);
+        totals.GetOrAdd(2, "acme", "tokens", "c1", Aggregation.Count, out _);
 
         Assert.True(added);
         Assert.False(addedAgain);
@@ -30,7 +30,7 @@ public sealed class PeriodTotalsTests
         var writers = Enumerable.Range(0, Writers).Select(w => Task.Run(() =>
         {
             for (int i = 0; i < PerWriter; i++)
-                totals.GetOrAdd((UInt128)((w * PerWriter) + i + 1), "acme", "calls", $"{w}:{i}", out _);
+                totals.GetOrAdd((UInt128)((w * PerWriter) + i + 1), "acme", "calls", $"{w}:{i}", Aggregation.Count, out _);
         })).ToArray();
         int snapshots = 0;
         while (!writers.All(t => t.IsCompleted) || snapshots == 0)
@@ -73,7 +73,7 @@ public sealed class PeriodTotalsTests
         {
             for (int i = 0; i < PerWriter; i++)
             {
-                added[(w * PerWriter) + i] = totals.GetOrAdd(Key(w, i), "acme", "calls", $"{w}:{i}", out _);
+                added[(w * PerWriter) + i] = totals.GetOrAdd(Key(w, i), "acme", "calls", $"{w}:{i}", Aggregation.Count, out _);
                 Volatile.Write(ref progress[w], i + 1);
             }
         })).ToArray();

@@ -78,6 +78,9 @@ internal sealed class Harness : IAsyncDisposable
 
     public Action<AggregatorOptions>? Configure { get; }
     public IMeterCatalog Catalog { get; private set; }
+
+    /// <summary>The file the catalog is kept in (reopened at every restart).</summary>
+    public string CatalogPath => Path.Combine(_root, "meters.json");
     public IEventLog Log { get; private set; }
     public IAggregator Aggregator { get; private set; } = null!;
     public AggregatorHost Host => (AggregatorHost)Aggregator;

@@ -922,7 +922,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         builder.Field(meter.Key);
         builder.Field(e.Customer);
         // The series' strings name the total: nothing new is allocated for them.
-        var total = _totals.GetOrAdd(builder.Hash(), series.Tenant, series.MeterKey, series.Customer, out bool added);
+        var total = _totals.GetOrAdd(builder.Hash(), series.Tenant, series.MeterKey, series.Customer, meter.Aggregation, out bool added);
         if (added)
             _ownedTotals.Add(total);
         series.Total = total;
@@ -1378,6 +1378,13 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         }
     }
 
+    /// <summary>The aggregation of the series' meter, which its current-period total needs (it keeps only what that
+    /// aggregation uses). Meters are never removed from the catalog, nor their aggregation changed.</summary>
+    private Aggregation AggregationOf(Series series, string path)
+        => _catalog.Find(series.Tenant, series.MeterKey)?.Aggregation
+            ?? throw new InvalidOperationException($"The aggregator state file '{path}' has current-period totals of meter '{series.MeterKey}' of tenant "
+                + $"'{series.Tenant}', which the meter catalog does not hold: the catalog is not the one this aggregator state was written with.");
+
     /// <summary>Applies one file of a state chain over what the earlier files restored: its counters and marks
     /// replace theirs, its series and totals are added or replace theirs. <paramref name="names"/> maps each total's
     /// key to a series of its (tenant, meter, customer), over the whole chain.</summary>
@@ -1436,7 +1443,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             var key = ReadUInt128(reader);
             if (!names.TryGetValue(key, out var named))
                 throw new InvalidOperationException($"The aggregator state file '{path}' has a current-period total ({key}) that no series names; the file is damaged.");
-            var total = _totals.GetOrAdd(key, named.Tenant, named.MeterKey, named.Customer, out bool added);
+            var total = _totals.GetOrAdd(key, named.Tenant, named.MeterKey, named.Customer, AggregationOf(named, path), out bool added);
             long periodStart = reader.ReadInt64();
             total.Write(periodStart, ReadState(reader));
             if (added)

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
 
 namespace AlphaMesh.Aggregator.Internal;
 
@@ -8,16 +9,29 @@ namespace AlphaMesh.Aggregator.Internal;
 /// the customer and read by entitlement checks on any thread. A sequence lock makes the reads consistent without
 /// ever blocking the reader behind the writer (or the writer behind readers): the writer makes the version odd,
 /// writes, and makes it even again; a reader retries when it saw an odd version or the version changed.
+/// There is one per customer and meter, so it keeps only what its meter's aggregation uses of an
+/// <see cref="AggregateState"/> (one value and the count; LATEST also the reading's time and id): about half the bytes.
 /// </summary>
-internal sealed class PeriodTotal
+internal class PeriodTotal
 {
     private int _version;
     private long _periodStart;
-    private AggregateState _state;
+    /// <summary>The sum (SUM, AVG, TIME_WEIGHTED_SUM), minimum, maximum or latest value; nothing for COUNT and UNIQUE_COUNT.</summary>
+    private decimal _value;
+    private long _count;
 
-    public PeriodTotal(UInt128 key) => Key = key;
+    private protected PeriodTotal(UInt128 key, Aggregation aggregation)
+    {
+        Key = key;
+        Aggregation = aggregation;
+    }
+
+    public static PeriodTotal Create(UInt128 key, Aggregation aggregation)
+        => aggregation == Aggregation.Latest ? new LatestPeriodTotal(key) : new PeriodTotal(key, aggregation);
 
     public UInt128 Key { get; }
+
+    public Aggregation Aggregation { get; }
 
     /// <summary>Set (by the owning partition's loop) while the total has changes its state chain does not hold yet.</summary>
     public bool StateChanged;
@@ -25,37 +39,79 @@ internal sealed class PeriodTotal
     /// <summary>Adds an event of the period starting at <paramref name="periodStart"/>. An event of an earlier
     /// period than the current one changes nothing here (it is in the window aggregates); a later one starts a new period.
     /// <paramref name="apply"/> is the event as applied to a window; for TIME_WEIGHTED_SUM, <paramref name="delta"/>
-    /// is the change of its window's value, and for UNIQUE_COUNT the caller calls only for a new distinct value.</summary>
+    /// is the change of its window's value, and for UNIQUE_COUNT the caller calls only for a new distinct value.
+    /// Only the owning loop writes, so it reads its own fields without the sequence lock.</summary>
     public void Add(long periodStart, in AggregateInput apply, decimal delta)
     {
-        var state = _state;
         if (periodStart < _periodStart)
             return;
-        if (periodStart > _periodStart)
-            state = default;
-        if (apply.Aggregation == Aggregation.TimeWeightedSum)
+        bool newPeriod = periodStart > _periodStart;
+        decimal value = newPeriod ? 0 : _value;
+        long count = newPeriod ? 0 : _count;
+        // As AggregateState.Apply would change the fields this total keeps (once per event and meter: no whole state).
+        switch (apply.Aggregation)
         {
-            state.Sum += delta;
-            state.Count++;
+            case Aggregation.Count or Aggregation.UniqueCount:
+                break;
+            case Aggregation.Sum or Aggregation.Avg:
+                value += apply.Value;
+                break;
+            case Aggregation.TimeWeightedSum:
+                value += delta;
+                break;
+            case Aggregation.Min:
+                if (count == 0 || apply.Value < value)
+                    value = apply.Value;
+                break;
+            case Aggregation.Max:
+                if (count == 0 || apply.Value > value)
+                    value = apply.Value;
+                break;
+            default:
+                var state = newPeriod ? default : Expand();
+                state.Apply(apply, out _);
+                Write(periodStart, state);
+                return;
         }
-        else
-        {
-            state.Apply(apply, out _);
-        }
-        Write(periodStart, state);
+        int version = _version;
+        Volatile.Write(ref _version, version + 1);
+        Interlocked.MemoryBarrier();
+        _periodStart = periodStart;
+        _value = value;
+        _count = count + 1;
+        Volatile.Write(ref _version, version + 2);
     }
 
     /// <summary>Reads one field, to bring the total into the cache before it is written (the partition loop's
     /// staged loads); the result means nothing.</summary>
     public long Load() => _periodStart;
 
+    /// <summary>Replaces the total; of <paramref name="state"/> it keeps what the meter's aggregation uses.</summary>
     public void Write(long periodStart, in AggregateState state)
     {
         int version = _version;
         Volatile.Write(ref _version, version + 1);
         Interlocked.MemoryBarrier();
         _periodStart = periodStart;
-        _state = state;
+        _count = state.Count;
+        switch (Aggregation)
+        {
+            case Aggregation.Min:
+                _value = state.Min;
+                break;
+            case Aggregation.Max:
+                _value = state.Max;
+                break;
+            case Aggregation.Latest:
+                _value = state.Latest;
+                Unsafe.As<LatestPeriodTotal>(this).WriteReading(state);
+                break;
+            case Aggregation.Count or Aggregation.UniqueCount:
+                break;
+            default:
+                _value = state.Sum;
+                break;
+        }
         Volatile.Write(ref _version, version + 2);
     }
 
@@ -66,12 +122,60 @@ internal sealed class PeriodTotal
         {
             int before = Volatile.Read(ref _version);
             periodStart = _periodStart;
-            state = _state;
+            state = Expand();
             Interlocked.MemoryBarrier();
             if ((before & 1) == 0 && Volatile.Read(ref _version) == before)
                 return;
             spin.SpinOnce(sleep1Threshold: -1);
         }
+    }
+
+    /// <summary>The total as the <see cref="AggregateState"/> of its aggregation (the other fields left empty, as
+    /// applying events of that aggregation leaves them).</summary>
+    private AggregateState Expand()
+    {
+        var state = new AggregateState { Count = _count };
+        switch (Aggregation)
+        {
+            case Aggregation.Min:
+                state.Min = _value;
+                break;
+            case Aggregation.Max:
+                state.Max = _value;
+                break;
+            case Aggregation.Latest:
+                state.Latest = _value;
+                Unsafe.As<LatestPeriodTotal>(this).ReadReading(ref state);
+                break;
+            case Aggregation.Count or Aggregation.UniqueCount:
+                break;
+            default:
+                state.Sum = _value;
+                break;
+        }
+        return state;
+    }
+}
+
+/// <summary>A LATEST meter's total: also the time and id of the reading it holds (which later event replaces it).</summary>
+internal sealed class LatestPeriodTotal(UInt128 key) : PeriodTotal(key, Aggregation.Latest)
+{
+    private long _time;
+    private ulong _idLow;
+    private ulong _idHigh;
+
+    public void WriteReading(in AggregateState state)
+    {
+        _time = state.LatestTime;
+        _idLow = state.LatestIdLow;
+        _idHigh = state.LatestIdHigh;
+    }
+
+    public void ReadReading(ref AggregateState state)
+    {
+        state.LatestTime = _time;
+        state.LatestIdLow = _idLow;
+        state.LatestIdHigh = _idHigh;
     }
 }
 
@@ -86,14 +190,14 @@ internal sealed class PeriodTotals
 
     /// <summary>Only the owning loop creates a customer's entries, so get-or-add never races with itself. Called once
     /// per new (tenant, meter, customer) and at recovery, never per event of a known one.</summary>
-    public PeriodTotal GetOrAdd(UInt128 key, string tenant, string meterKey, string customer, out bool added)
+    public PeriodTotal GetOrAdd(UInt128 key, string tenant, string meterKey, string customer, Aggregation aggregation, out bool added)
     {
         if (_totals.TryGet(key, out var total))
         {
             added = false;
             return total;
         }
-        total = new PeriodTotal(key);
+        total = PeriodTotal.Create(key, aggregation);
         _totals.Add(total);
         _byMeter.GetOrAdd((tenant, meterKey), static _ => new PeriodTotalList()).Add(new CustomerTotal(customer, total));
         added = true;
