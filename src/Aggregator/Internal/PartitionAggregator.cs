@@ -85,6 +85,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private readonly List<PeriodTotal> _changedTotals = [];
     /// <summary>Windows read back from the store's files, by <see cref="ReadBackUncachedWindows"/> and queries.</summary>
     private readonly List<(AggregateKey Key, AggregateOutput Output)> _readBack = [];
+    /// <summary>The series whose window <see cref="ReadBackUncachedWindows"/> is reading (a stage's worth at most).</summary>
+    private readonly List<Series> _readBackSeries = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<(string, string), long> _restoredInvalid = [];
     // Where each store's log stood at some checkpoints (see CompactDedupe, CompactWindows); kept in the state file.
@@ -517,7 +519,6 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     /// yet, so what is read is what they would have read.</summary>
     private void ReadBackUncachedWindows()
     {
-        bool pending = false;
         for (int i = 0; i < _stagedCount; i++)
         {
             ref readonly var staged = ref _staged[i];
@@ -531,23 +532,26 @@ internal sealed class PartitionAggregator : IAsyncDisposable
                 // Only the series' newest window: a newer one is not stored yet, an older one is a late event's, which
                 // goes to the store without a cache.
                 long start = Windows.Start(meter.BaseWindow, staged.EventTime);
-                if (start != series.LastWindow)
-                    continue;
+                if (start != series.LastWindow || _readBackSeries.Contains(series))
+                    continue; // (the second event of a series whose read waits: one read is enough)
                 var key = new AggregateKey(series.Id, meter.BaseWindow, start);
                 var input = default(AggregateInput);
                 var read = _aggregates.StartRead(ref key, ref input, out var output);
                 if (read == ReadStart.Found)
                     CacheReadWindow(series, key, output.State);
-                pending |= read == ReadStart.Pending;
+                else if (read == ReadStart.Pending)
+                    _readBackSeries.Add(series);
             }
         }
-        if (!pending)
+        if (_readBackSeries.Count == 0)
             return;
+        _readBackSeries.Clear();
         _readBack.Clear();
         _aggregates.CompleteReads(_readBack);
         foreach (var (key, output) in _readBack)
         {
-            // (Twice the same window when two events of the stage are of the series: the first read caches it.)
+            // A series never gets a second cache: its first one's owner would still name it, and the clock taking
+            // that one back would clear the series' cache while it holds changes.
             if (_series.TryGet(key.Series, out var series) && series.Hot is null)
                 CacheReadWindow(series, key, output.State);
         }
@@ -561,6 +565,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         hot.State = state;
         hot.Start = key.WindowStart;
         hot.Level = (WindowSize)key.Level;
+        // Marked used, so that the clock does not take it back for another series of the same stage before its
+        // events are applied (with a cache smaller than a stage's series, the read would be wasted).
+        hot.Used = true;
     }
 
     private EventRecordView View(in StagedRecord staged)
@@ -1098,37 +1105,51 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         bool oneCustomer = plan.Customer is not null;
         var candidates = oneCustomer ? _series.ForCustomer(plan.Tenant, plan.Customer!) : _series.ForMeter(plan.Tenant, plan.Meter.Key);
         var windows = new QueriedWindows();
-        foreach (var series in candidates)
+        try
         {
-            if ((oneCustomer && series.MeterKey != plan.Meter.Key) || series.CustomerTotal != plan.CustomerTotal || !plan.Matches(series))
-                continue;
-            var level = plan.ReadLevel;
-            // Only windows that can hold data: between the series' first and last base window, and from the first
-            // whole window of the query's size that no window retention has passed (compaction drops expired
-            // windows some time later; queries stop seeing them at once, and never answer a partial roll-up).
-            long first = Math.Max(Math.Max(plan.From, Windows.Start(level, series.FirstWindow)), retainedFrom);
-            long last = Math.Min(plan.To - 1, series.LastWindow);
-            for (long start = first; start <= last; start = Windows.End(level, start))
+            foreach (var series in candidates)
             {
-                if (series.Hot is { } hot && start == hot.Start && level == hot.Level)
+                if ((oneCustomer && series.MeterKey != plan.Meter.Key) || series.CustomerTotal != plan.CustomerTotal || !plan.Matches(series))
+                    continue;
+                var level = plan.ReadLevel;
+                // Only windows that can hold data: between the series' first and last base window, and from the first
+                // whole window of the query's size that no window retention has passed (compaction drops expired
+                // windows some time later; queries stop seeing them at once, and never answer a partial roll-up).
+                long first = Math.Max(Math.Max(plan.From, Windows.Start(level, series.FirstWindow)), retainedFrom);
+                long last = Math.Min(plan.To - 1, series.LastWindow);
+                for (long start = first; start <= last; start = Windows.End(level, start))
                 {
-                    windows.Add(new QueriedWindow(series, start, hot.State));
+                    if (series.Hot is { } hot && start == hot.Start && level == hot.Level)
+                    {
+                        windows.Add(new QueriedWindow(series, start, hot.State));
+                    }
+                    else
+                    {
+                        var key = new AggregateKey(series.Id, level, start);
+                        var input = default(AggregateInput);
+                        var read = _aggregates.StartRead(ref key, ref input, out var output);
+                        if (read == ReadStart.Pending)
+                            windows.Pending.Add((series.Id, start), windows.Count);
+                        if (read != ReadStart.Absent)
+                            windows.Add(new QueriedWindow(series, start, output.State));
+                    }
+                    if (windows.Count == QueriedWindows.BatchSize)
+                        AddQueriedRows(plan, windows, rows);
                 }
-                else
-                {
-                    var key = new AggregateKey(series.Id, level, start);
-                    var input = default(AggregateInput);
-                    var read = _aggregates.StartRead(ref key, ref input, out var output);
-                    if (read == ReadStart.Pending)
-                        windows.Pending.Add((series.Id, start), windows.Count);
-                    if (read != ReadStart.Absent)
-                        windows.Add(new QueriedWindow(series, start, output.State));
-                }
-                if (windows.Count == QueriedWindows.BatchSize)
-                    AddQueriedRows(plan, windows, rows);
+            }
+            AddQueriedRows(plan, windows, rows);
+        }
+        finally
+        {
+            // A query that failed half-way must not leave reads waiting: the loop's next wait would complete them
+            // and take their outputs for its own.
+            if (windows.Pending.Count > 0)
+            {
+                _readBack.Clear();
+                _aggregates.CompleteReads(_readBack);
+                _readBack.Clear();
             }
         }
-        AddQueriedRows(plan, windows, rows);
     }
 
     /// <summary>The windows a query listed and not yet added to its rows; those read from the store's files wait
@@ -1137,7 +1158,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     /// different scales (2.5, 2.50) keeps the first.</summary>
     private sealed class QueriedWindows : List<QueriedWindow>
     {
-        public const int BatchSize = 1024;
+        /// <summary>512 windows of 112 bytes: the list's array stays off the large object heap.</summary>
+        public const int BatchSize = 512;
 
         /// <summary>Where each window whose read waits is in the list.</summary>
         public Dictionary<(UInt128 Series, long Start), int> Pending { get; } = [];
