@@ -50,17 +50,31 @@ internal sealed class RowAccumulator(QueryPlan plan)
 
     public void Add(Series series, long window, in AggregateState state)
     {
-        var values = new string[plan.Projection.Length];
-        var group = new StringBuilder();
-        for (int i = 0; i < values.Length; i++)
-        {
-            values[i] = series.GroupValues[plan.Projection[i]];
-            group.Append(values[i].Length).Append(':').Append(values[i]);
-        }
-        var key = (series.Customer, group.ToString(), window);
+        var key = (series.Customer, plan.Projection.Length == 0 ? "" : GroupKey(series), window);
         if (!_rows.TryGetValue(key, out var row))
-            _rows[key] = row = new Row(series.Customer, values, window) { GroupKey = key.Item2 };
+            _rows[key] = row = new Row(series.Customer, GroupValues(series), window) { GroupKey = key.Item2 };
         row.State.Merge(state, plan.Meter.Aggregation);
+    }
+
+    /// <summary>The row's group values, in the order the query groups by (none: a shared empty array).</summary>
+    private string[] GroupValues(Series series)
+    {
+        var values = plan.Projection.Length == 0 ? [] : new string[plan.Projection.Length];
+        for (int i = 0; i < values.Length; i++)
+            values[i] = series.GroupValues[plan.Projection[i]];
+        return values;
+    }
+
+    /// <summary>The group values as one string that tells every combination apart (each value prefixed with its length).</summary>
+    private string GroupKey(Series series)
+    {
+        var group = new StringBuilder();
+        foreach (int index in plan.Projection)
+        {
+            string value = series.GroupValues[index];
+            group.Append(value.Length).Append(':').Append(value);
+        }
+        return group.ToString();
     }
 }
 
@@ -72,6 +86,8 @@ internal sealed class RowAccumulator(QueryPlan plan)
 internal sealed class UsageQueryService(IMeterCatalog catalog, IEventLog log, PartitionAggregator[] partitions) : IUsageQuery
 {
     private static readonly DateTimeOffset EarliestTime = new(1700, 1, 1, 0, 0, 0, TimeSpan.Zero);
+    /// <summary>The group-by of every row of a query without one (read-only, so one instance serves them all).</summary>
+    private static readonly IReadOnlyDictionary<string, string> NoGroups = System.Collections.ObjectModel.ReadOnlyDictionary<string, string>.Empty;
     private static readonly DateTimeOffset LatestTime = new(2250, 1, 1, 0, 0, 0, TimeSpan.Zero);
 
     public async ValueTask<UsageResult> QueryAsync(UsageQuery query, CancellationToken cancellationToken = default)
@@ -118,9 +134,14 @@ internal sealed class UsageQueryService(IMeterCatalog catalog, IEventLog log, Pa
         for (int i = 0; i < output.Length; i++)
         {
             var row = merged[i];
-            var groupBy = new Dictionary<string, string>(plan.ProjectionKeys.Length, StringComparer.Ordinal);
-            for (int k = 0; k < plan.ProjectionKeys.Length; k++)
-                groupBy[plan.ProjectionKeys[k]] = row.Values[k];
+            IReadOnlyDictionary<string, string> groupBy = NoGroups;
+            if (plan.ProjectionKeys.Length > 0)
+            {
+                var values = new Dictionary<string, string>(plan.ProjectionKeys.Length, StringComparer.Ordinal);
+                for (int k = 0; k < plan.ProjectionKeys.Length; k++)
+                    values[plan.ProjectionKeys[k]] = row.Values[k];
+                groupBy = values;
+            }
             output[i] = new UsageRow(Windows.ToDateTimeOffset(row.Window), Windows.ToDateTimeOffset(Windows.End(plan.WindowSize, row.Window)),
                 row.Customer, groupBy, row.State.Value(plan.Meter.Aggregation), row.State.Count);
         }
