@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.CodeAnalysis;
-using System.Runtime.CompilerServices;
 
 namespace AlphaMesh.Aggregator.Internal;
 
@@ -73,13 +72,7 @@ internal class PeriodTotal
                 Write(periodStart, state);
                 return;
         }
-        int version = _version;
-        Volatile.Write(ref _version, version + 1);
-        Interlocked.MemoryBarrier();
-        _periodStart = periodStart;
-        _value = value;
-        _count = count + 1;
-        Volatile.Write(ref _version, version + 2);
+        Publish(periodStart, value, count + 1, NoReading);
     }
 
     /// <summary>Reads one field, to bring the total into the cache before it is written (the partition loop's
@@ -89,29 +82,30 @@ internal class PeriodTotal
     /// <summary>Replaces the total; of <paramref name="state"/> it keeps what the meter's aggregation uses.</summary>
     public void Write(long periodStart, in AggregateState state)
     {
+        decimal value = Aggregation switch
+        {
+            Aggregation.Min => state.Min,
+            Aggregation.Max => state.Max,
+            Aggregation.Latest => state.Latest,
+            Aggregation.Count or Aggregation.UniqueCount => 0,
+            _ => state.Sum,
+        };
+        Publish(periodStart, value, state.Count, state);
+    }
+
+    private static readonly AggregateState NoReading;
+
+    /// <summary>Writes the fields under the sequence lock; a LATEST total also <paramref name="reading"/>'s time and id.</summary>
+    private void Publish(long periodStart, decimal value, long count, in AggregateState reading)
+    {
         int version = _version;
         Volatile.Write(ref _version, version + 1);
         Interlocked.MemoryBarrier();
         _periodStart = periodStart;
-        _count = state.Count;
-        switch (Aggregation)
-        {
-            case Aggregation.Min:
-                _value = state.Min;
-                break;
-            case Aggregation.Max:
-                _value = state.Max;
-                break;
-            case Aggregation.Latest:
-                _value = state.Latest;
-                Unsafe.As<LatestPeriodTotal>(this).WriteReading(state);
-                break;
-            case Aggregation.Count or Aggregation.UniqueCount:
-                break;
-            default:
-                _value = state.Sum;
-                break;
-        }
+        _value = value;
+        _count = count;
+        if (Aggregation == Aggregation.Latest)
+            ((LatestPeriodTotal)this).WriteReading(reading);
         Volatile.Write(ref _version, version + 2);
     }
 
@@ -145,7 +139,7 @@ internal class PeriodTotal
                 break;
             case Aggregation.Latest:
                 state.Latest = _value;
-                Unsafe.As<LatestPeriodTotal>(this).ReadReading(ref state);
+                ((LatestPeriodTotal)this).ReadReading(ref state);
                 break;
             case Aggregation.Count or Aggregation.UniqueCount:
                 break;
