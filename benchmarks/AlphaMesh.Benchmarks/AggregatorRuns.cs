@@ -20,6 +20,10 @@ namespace AlphaMesh.Benchmarks;
 /// reached (the usual case: every total read, nothing listed) and one that every customer has (the worst case), and
 /// the restart from the final checkpoint (the totals are named after their series there). A second number sets
 /// <see cref="AggregatorOptions.CachedWindows"/>.</item>
+/// <item><c>--late-events [customers]</c>: one meter (COUNT, hourly windows) and, for each of that many customers
+/// (default 1,000,000), an event two hours ago, then one in the current hour, then a late one two hours ago again: times
+/// each pass. The late pass updates windows that are no longer the series' newest, most of them no longer in the
+/// aggregates store's memory: the backfill of a client that resends a buffer of old events after an outage.</item>
 /// </list>
 /// </summary>
 public static class AggregatorRuns
@@ -179,6 +183,35 @@ public static class AggregatorRuns
         return 0;
     }
 
+    public static async Task<int> LateEventsAsync(int customers, TextWriter output)
+    {
+        using var run = new Run(oneMeter: true);
+        // One hour for the whole run: a run that crossed the hour would send its late pass to a window of its own.
+        long hour = CurrentHour((DateTimeOffset.UtcNow.UtcTicks - DateTime.UnixEpoch.Ticks) * 100);
+        long twoHoursAgo = hour - (2 * 3_600_000_000_000L);
+        await using var log = run.OpenLog();
+        await using var aggregator = await AggregatorFactory.StartAsync(log, run.Catalog, run.Options);
+        foreach (var (pass, first, start) in new[] { ("first events, two hours ago", 0L, twoHoursAgo), ("events of the current hour", 1L, hour),
+            ("late events, two hours ago", 2L, twoHoursAgo) })
+        {
+            var watch = Stopwatch.StartNew();
+            await AppendAsync(log, first * customers, customers, customers, start);
+            await aggregator.WaitForCommittedAsync();
+            output.WriteLine($"{pass}: {customers:N0} events applied in {watch.Elapsed.TotalSeconds:N1} s ({customers / watch.Elapsed.TotalSeconds:N0} events/s)");
+        }
+        // The late pass must have counted: every customer's two events of two hours ago.
+        var check = await aggregator.Usage.QueryAsync(new UsageQuery
+        {
+            Tenant = Tenant,
+            MeterKey = "calls",
+            Customer = Customer(customers / 2),
+            From = DateTimeOffset.UtcNow.AddHours(-3),
+            To = DateTimeOffset.UtcNow.AddHours(1),
+        });
+        output.WriteLine($"customer {Customer(customers / 2)}: {string.Join(", ", check.Rows.Select(r => $"{r.WindowStart:HH:mm} {r.Value}"))}");
+        return 0;
+    }
+
     private static string Customer(int i) => $"customer-{i:D5}";
 
     /// <summary>Times usage queries of one customer each (what a customer's dashboard or invoice asks), on a loop
@@ -212,7 +245,7 @@ public static class AggregatorRuns
 
     /// <summary>Appends <paramref name="count"/> new events (ids from <paramref name="first"/>), routed as ingest
     /// routes them, in batches of 1,000 per partition, and commits.</summary>
-    private static async Task AppendAsync(IEventLog log, long first, long count, int customers = Customers)
+    private static async Task AppendAsync(IEventLog log, long first, long count, int customers = Customers, long? hourStart = null)
     {
         var tenant = Encoding.UTF8.GetBytes(Tenant);
         long seed = Partitioning.TenantSeed(tenant);
@@ -220,7 +253,7 @@ public static class AggregatorRuns
         for (int p = 0; p < Partitions; p++)
             batches[p] = new RecordBatch();
         long ingest = (DateTimeOffset.UtcNow.UtcTicks - DateTime.UnixEpoch.Ticks) * 100;
-        long hour = ingest - (ingest % 3_600_000_000_000L);
+        long hour = hourStart ?? CurrentHour(ingest);
         string[] regions = ["eu-west-1", "us-east-1", "ap-south-1"];
         string[] models = ["gpt-4o", "claude-3-5-sonnet", "llama-3.1-70b"];
         for (long i = first; i < first + count; i++)
@@ -240,6 +273,8 @@ public static class AggregatorRuns
         }
         await log.CommitAllAsync();
     }
+
+    private static long CurrentHour(long unixNanos) => unixNanos - (unixNanos % 3_600_000_000_000L);
 
     private static async Task FlushAsync(IPartitionLog partition, RecordBatch batch)
     {

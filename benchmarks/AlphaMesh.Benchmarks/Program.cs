@@ -20,12 +20,15 @@ if (args.Length > 0 && args[0] == "--aggregate-rate")
     return AggregateBenchmarks.RunSustained(Arg(1, 10), Arg(2, 1), Arg(3, 256) * (1L << 20), Console.Out);
 }
 
-// --recovery [millions], --entitlement-latency [seconds] and --list-reached [customers] [cached windows]: see AggregatorRuns.
+// --recovery [millions], --entitlement-latency [seconds], --list-reached [customers] [cached windows] and --late-events
+// [customers]: see AggregatorRuns.
 if (args.Length > 0 && args[0] == "--recovery")
     return await AggregatorRuns.RecoveryAsync(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10, Console.Out);
 if (args.Length > 0 && args[0] == "--list-reached")
     return await AggregatorRuns.ListReachedAsync(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 1_000_000,
         args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : null, Console.Out);
+if (args.Length > 0 && args[0] == "--late-events")
+    return await AggregatorRuns.LateEventsAsync(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 1_000_000, Console.Out);
 if (args.Length > 0 && args[0] == "--entitlement-latency")
     return await AggregatorRuns.EntitlementLatencyAsync(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10, Console.Out);
 

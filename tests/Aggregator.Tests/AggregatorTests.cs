@@ -985,6 +985,41 @@ public sealed class AggregatorTests
     }
 
     [Fact]
+    public async Task Apply_LateEventsOfWindowsNoLongerInMemory_NoneWaitsAloneAndUsageEqualsOracle()
+    {
+        // A client resending old events after an outage: each updates a window that is no longer its series' newest, and
+        // with many series no longer in the store's memory. A stage reads those windows together before it is applied,
+        // copying them to the log's tail, so that no event's update waits for the store's files on its own. (UNIQUE_COUNT
+        // is left out: its late values go through its markers and are not read ahead.) 64 KB of store memory: a stage's
+        // copies (32 events, six meters) fit in it, the first windows of 256 customers do not.
+        await using var harness = new Harness(partitions: 1, o => o.AggregatesMemoryBytes = 64 << 10);
+        var meters = new List<MeterDefinition>();
+        foreach (var aggregation in Enum.GetValues<Aggregation>().Where(a => a != Aggregation.UniqueCount))
+            meters.Add(await harness.MeterAsync("acme", aggregation.ToString(), aggregation, window: WindowSize.Minute));
+        await harness.StartAsync();
+        var random = new Random(17);
+        int id = 0;
+        TestEvent Event(int customer, int minute) => new("acme", $"e{id++}", "api_call", $"c{customer}",
+            Noon.AddMinutes(minute).AddSeconds(random.Next(60)), ("tokens", (random.Next(1, 100_000) / 100m).ToString(CultureInfo.InvariantCulture)));
+        var customers = Enumerable.Range(0, 256).ToArray();
+        await harness.AppendAsync(customers.Select(c => Event(c, 0)));
+        await harness.AppendAsync(customers.Select(c => Event(c, 1))); // minute 0 leaves the cache for the store, and its memory
+        var partition = harness.Host.Partitions[0];
+        long waitsBefore = await partition.Submit(0, (p, _) => ValueTask.FromResult(p.AggregatesSingleWaits));
+
+        await harness.AppendAsync(customers.Select(c => Event(c, 0)).Concat(customers.Select(c => Event(c, 0))));
+
+        long waits = await partition.Submit(0, (p, _) => ValueTask.FromResult(p.AggregatesSingleWaits)) - waitsBefore;
+        Assert.Equal(0, waits);
+        foreach (var meter in meters)
+        {
+            var query = Query("acme", meter.Key);
+            Assert.Equal(Oracle.Usage(harness.Appended, meter, query).OrderBy(r => r.Key, StringComparer.Ordinal),
+                Oracle.Actual(await harness.Aggregator.Usage.QueryAsync(query)).OrderBy(r => r.Key, StringComparer.Ordinal));
+        }
+    }
+
+    [Fact]
     public async Task Apply_UniqueCountSecondValueOfItsNewestWindowInALaterStage_CountsBoth()
     {
         // UNIQUE_COUNT counts in the store, never in a cached window: a window cached for it would answer stale.

@@ -97,6 +97,7 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
                 MutableFraction = writtenOnce ? WrittenOnceMutableFraction(sizes) : 0.9,
             });
             Session = Kv.For(functions).NewSession<TFunctions>(functions);
+            _copyingSession = NewCopyingSession(functions);
             LocateBuckets();
         }
         catch
@@ -117,16 +118,25 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
 
     public ClientSession<TKey, TValue, TInput, TOutput, Empty, TFunctions> Session { get; private set; }
 
+    /// <summary>A session whose reads copy what they read from the files to the tail of the log (StartRead's
+    /// copyToTail; FASTER takes this option per session, not per read).</summary>
+    private ClientSession<TKey, TValue, TInput, TOutput, Empty, TFunctions> _copyingSession;
+
+    private ClientSession<TKey, TValue, TInput, TOutput, Empty, TFunctions> NewCopyingSession(TFunctions functions)
+        => Kv.For(functions).NewSession<TFunctions>(functions, readCopyOptions: new ReadCopyOptions(ReadCopyFrom.Device, ReadCopyTo.MainLog));
+
     /// <summary>Restores a checkpoint taken by <see cref="CheckpointAsync"/>: an index checkpoint and a log
     /// checkpoint (FASTER replays the log between the two into the index).</summary>
     public void Recover(StoreCheckpoint checkpoint, TFunctions functions)
     {
         Session.Dispose();
+        _copyingSession.Dispose();
         if (checkpoint.Index == checkpoint.Log)
             Kv.Recover(checkpoint.Index);
         else
             Kv.Recover(checkpoint.Index, checkpoint.Log);
         Session = Kv.For(functions).NewSession<TFunctions>(functions);
+        _copyingSession = NewCopyingSession(functions);
         LocateBuckets(); // recovery may allocate a new index
     }
 
@@ -233,6 +243,7 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
         var status = _inBatch ? Session.UnsafeContext.Read(ref key, ref input, ref output) : Session.Read(ref key, ref input, ref output);
         if (status.IsPending)
         {
+            SingleWaits++;
             CompletePendingWithOutputs(out var completed);
             try
             {
@@ -255,12 +266,14 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     /// <summary>Starts a read without waiting for the disk: <see cref="ReadStart.Pending"/> leaves it to
     /// <see cref="CompleteReads"/>, so that the reads of many keys wait together (one at a time, each read back from
     /// the store's files costs the loop tens of microseconds of FASTER's asynchronous read path). Not inside a batch:
-    /// an operation that waits there would complete these reads too and lose their outputs.</summary>
-    public ReadStart StartRead(ref TKey key, ref TInput input, out TOutput output)
+    /// an operation that waits there would complete these reads too and lose their outputs. With
+    /// <paramref name="copyToTail"/>, a record read from the files is also copied to the tail of the log, where the next
+    /// update of the key finds it in memory instead of waiting for the files again.</summary>
+    public ReadStart StartRead(ref TKey key, ref TInput input, out TOutput output, bool copyToTail = false)
     {
         Debug.Assert(!_inBatch, "reads left pending inside a batch would be completed by its next wait");
         output = default;
-        var status = Session.Read(ref key, ref input, ref output);
+        var status = (copyToTail ? _copyingSession : Session).Read(ref key, ref input, ref output);
         return status.IsPending ? ReadStart.Pending : status.Found ? ReadStart.Found : ReadStart.Absent;
     }
 
@@ -268,7 +281,13 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     /// <paramref name="found"/>.</summary>
     public void CompleteReads(List<(TKey Key, TOutput Output)> found)
     {
-        Session.CompletePendingWithOutputs(out var completed, wait: true);
+        CompleteSessionReads(Session, found);
+        CompleteSessionReads(_copyingSession, found);
+    }
+
+    private static void CompleteSessionReads(ClientSession<TKey, TValue, TInput, TOutput, Empty, TFunctions> session, List<(TKey Key, TOutput Output)> found)
+    {
+        session.CompletePendingWithOutputs(out var completed, wait: true);
         try
         {
             while (completed.Next())
@@ -283,8 +302,13 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
         }
     }
 
+    /// <summary>How many operations waited for the store's files on their own (tests: reads that should have waited
+    /// together did not).</summary>
+    internal long SingleWaits { get; private set; }
+
     private TOutput CompletePending()
     {
+        SingleWaits++;
         TOutput output = default;
         CompletePendingWithOutputs(out var completed);
         try
@@ -366,6 +390,7 @@ internal sealed class KvStore<TKey, TValue, TInput, TOutput, TFunctions> : IDisp
     public void Dispose()
     {
         Session.Dispose();
+        _copyingSession.Dispose();
         Kv.Dispose();
         _checkpoints.Dispose();
         _device.Dispose();

@@ -83,10 +83,10 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     private long _stateDeltaBytes;
     private readonly List<Series> _changedSeries = [];
     private readonly List<PeriodTotal> _changedTotals = [];
-    /// <summary>Windows read back from the store's files, by <see cref="ReadBackUncachedWindows"/> and queries.</summary>
+    /// <summary>Windows read back from the store's files, by <see cref="ReadBackWindows"/> and queries.</summary>
     private readonly List<(AggregateKey Key, AggregateOutput Output)> _readBack = [];
-    /// <summary>The series whose window <see cref="ReadBackUncachedWindows"/> is reading (a stage's worth at most).</summary>
-    private readonly List<Series> _readBackSeries = [];
+    /// <summary>The windows (series, start) <see cref="ReadBackWindows"/> is reading (a stage's worth at most).</summary>
+    private readonly List<(Series Series, long Start)> _readBackWindows = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<(string, string), long> _restoredInvalid = [];
     // Where each store's log stood at some checkpoints (see CompactDedupe, CompactWindows); kept in the state file.
@@ -383,6 +383,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         /// <summary>The series if it existed when prepared; null: a new one (or one an earlier event of the stage adds).</summary>
         public Series? Series;
         public decimal Value;
+        /// <summary>The start of the event's window of the meter's base window size.</summary>
+        public long WindowStart;
         /// <summary>The value's offset in the event's data (-1: absent) and length.</summary>
         public int ValueStart, ValueLength;
         /// <summary>Where the offsets and lengths of its group values are in <see cref="_preparedGroups"/>.</summary>
@@ -471,21 +473,22 @@ internal sealed class PartitionAggregator : IAsyncDisposable
                 touched ^= series.FirstWindow;
             }
         }
-        bool uncached = false;
+        bool readBack = false;
         foreach (ref readonly var meter in preparedMeters)
         {
             if (meter.Series is not { } series)
                 continue;
             if (series.Total is { } total)
                 touched ^= total.Load();
+            // A series without a cached window, or a late event (older than the cached window): see ReadBackWindows.
             if (series.Hot is { } hot)
-                touched ^= hot.Start;
+                readBack |= meter.WindowStart < hot.Start;
             else
-                uncached = true;
+                readBack = true;
         }
         _touched = touched;
-        if (uncached)
-            ReadBackUncachedWindows();
+        if (readBack)
+            ReadBackWindows();
 
         _dedupe.BeginBatch();
         _aggregates.BeginBatch();
@@ -512,12 +515,18 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         _stageBytes = 0;
     }
 
-    /// <summary>Reads back from the store, for the whole stage at once, the newest window of each series that lost its
-    /// cached window (a clock took it back, or a restart), and caches it. Each event would otherwise read its own when
-    /// applied, and a window no longer in the store's memory costs the loop tens of microseconds of FASTER's
-    /// asynchronous read path per read; started together, the reads wait together. The stage's events are not applied
-    /// yet, so what is read is what they would have read.</summary>
-    private void ReadBackUncachedWindows()
+    /// <summary>Reads from the store, for the whole stage at once, the windows its events will update that may be only in
+    /// the store's files, so that those reads wait together instead of one by one (each read back from the files costs
+    /// the loop tens of microseconds of FASTER's asynchronous read path when it waits alone):
+    /// <list type="bullet">
+    /// <item>the newest window of each series that lost its cached window (a clock took it back, or a restart): it is
+    /// read and cached;</item>
+    /// <item>the window of a late event (older than the series' newest): a client resending a buffer of old events after
+    /// an outage updates windows long out of the store's memory. The read copies the window to the tail of the store's
+    /// log, so that the event's update, which goes to the store without a cache, finds it in memory.</item>
+    /// </list>
+    /// The stage's events are not applied yet, so what is read is what they would have read.</summary>
+    private void ReadBackWindows()
     {
         for (int i = 0; i < _stagedCount; i++)
         {
@@ -527,32 +536,36 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             for (int m = 0; m < meters.Length; m++)
             {
                 var meter = meters[m];
-                if (_prepared[staged.Prepared + m].Series is not { Hot: null } series || meter.Aggregation == Aggregation.UniqueCount)
+                ref readonly var prepared = ref _prepared[staged.Prepared + m];
+                if (prepared.Series is not { } series || meter.Aggregation == Aggregation.UniqueCount)
                     continue;
-                // Only the series' newest window: a newer one is not stored yet, an older one is a late event's, which
-                // goes to the store without a cache.
-                long start = Windows.Start(meter.BaseWindow, staged.EventTime);
-                if (start != series.LastWindow || _readBackSeries.Contains(series))
-                    continue; // (the second event of a series whose read waits: one read is enough)
+                long start = prepared.WindowStart;
+                long newest = series.Hot?.Start ?? series.LastWindow;
+                bool late = start < newest;
+                // Without a cache, only the newest window is read back: a newer one is not stored yet. With one, only a
+                // late event's window.
+                if ((series.Hot is null ? start > newest : !late) || _readBackWindows.Contains((series, start)))
+                    continue; // (the second event of a window whose read waits: one read is enough)
                 var key = new AggregateKey(series.Id, meter.BaseWindow, start);
                 var input = default(AggregateInput);
-                var read = _aggregates.StartRead(ref key, ref input, out var output);
-                if (read == ReadStart.Found)
+                var read = _aggregates.StartRead(ref key, ref input, out var output, copyToTail: late);
+                if (read == ReadStart.Found && !late)
                     CacheReadWindow(series, key, output.State);
                 else if (read == ReadStart.Pending)
-                    _readBackSeries.Add(series);
+                    _readBackWindows.Add((series, start));
             }
         }
-        if (_readBackSeries.Count == 0)
+        if (_readBackWindows.Count == 0)
             return;
-        _readBackSeries.Clear();
+        _readBackWindows.Clear();
         _readBack.Clear();
         _aggregates.CompleteReads(_readBack);
         foreach (var (key, output) in _readBack)
         {
-            // A series never gets a second cache: its first one's owner would still name it, and the clock taking
-            // that one back would clear the series' cache while it holds changes.
-            if (_series.TryGet(key.Series, out var series) && series.Hot is null)
+            // A late event's window is in the store's memory now; only a series' newest window is cached. A series never
+            // gets a second cache: its first one's owner would still name it, and the clock taking that one back would
+            // clear the series' cache while it holds changes.
+            if (_series.TryGet(key.Series, out var series) && series.Hot is null && key.WindowStart == series.LastWindow)
                 CacheReadWindow(series, key, output.State);
         }
         _readBack.Clear();
@@ -704,6 +717,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
             value = parsed.Value;
         }
         prepared.Value = value;
+        prepared.WindowStart = Windows.Start(meter.BaseWindow, e.EventTimeUnixNanos);
         prepared.ValueStart = valueStart;
         prepared.ValueLength = valueLength;
         prepared.SeriesId = SeriesId(meter, e, data, groups, customerTotal: false);
@@ -723,7 +737,7 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         var groups = _preparedGroups.AsSpan(prepared.Groups, 2 * meter.GroupBy.Length);
         long time = e.EventTimeUnixNanos;
         var level = meter.BaseWindow;
-        long start = Windows.Start(level, time);
+        long start = prepared.WindowStart;
         var series = prepared.Series;
         if (series is null)
             series = TouchSeries(prepared.SeriesId, meter, e, data, groups, customerTotal: false, start);
@@ -1327,6 +1341,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
     internal long DedupeLogTail => _dedupe.Kv.Log.TailAddress;
 
     internal long AggregatesLogBegin => _aggregates.Kv.Log.BeginAddress;
+
+    /// <summary>Operations on the aggregates store that waited for its files on their own (tests).</summary>
+    internal long AggregatesSingleWaits => _aggregates.SingleWaits;
 
     internal long AggregatesLogTail => _aggregates.Kv.Log.TailAddress;
 
