@@ -1,5 +1,4 @@
 using System.Diagnostics.CodeAnalysis;
-using System.Runtime.InteropServices;
 
 namespace AlphaMesh.Aggregator.Internal;
 
@@ -84,7 +83,7 @@ internal sealed class SeriesDirectory
     private readonly Dictionary<(string Tenant, string MeterKey), List<Series>> _byMeter = [];
     // Each customer's newest series; the older ones hang off it (Series.PreviousOfCustomer). A query of one customer
     // reads only that customer's series instead of every series of the meter.
-    private readonly Dictionary<(string Tenant, string Customer), Series> _byCustomer = [];
+    private readonly CustomerTable _byCustomer = new();
 
     public int Count => _byId.Count;
 
@@ -108,9 +107,8 @@ internal sealed class SeriesDirectory
         if (!_byMeter.TryGetValue(key, out var list))
             _byMeter[key] = list = [];
         list.Add(series);
-        ref var newest = ref CollectionsMarshal.GetValueRefOrAddDefault(_byCustomer, (series.Tenant, series.Customer), out _);
-        series.PreviousOfCustomer = newest;
-        newest = series;
+        series.PreviousOfCustomer = _byCustomer.Find(series.Tenant, series.Customer);
+        _byCustomer.SetNewest(series);
     }
 
     public IReadOnlyList<Series> ForMeter(string tenant, string meterKey)
@@ -119,17 +117,76 @@ internal sealed class SeriesDirectory
     /// <summary>Every series of the customer, of every meter, newest first.</summary>
     public IEnumerable<Series> ForCustomer(string tenant, string customer)
     {
-        _byCustomer.TryGetValue((tenant, customer), out var series);
-        for (; series is not null; series = series.PreviousOfCustomer)
+        for (var series = _byCustomer.Find(tenant, customer); series is not null; series = series.PreviousOfCustomer)
             yield return series;
     }
 
-    public bool HasCustomer(string tenant, string customer) => _byCustomer.ContainsKey((tenant, customer));
+    public bool HasCustomer(string tenant, string customer) => _byCustomer.Find(tenant, customer) is not null;
 
     /// <summary>The customer's name as its series already hold it, or <paramref name="customer"/> for a new customer:
     /// the series of one customer (one per meter and group values) share one string.</summary>
-    public string CustomerName(string tenant, string customer)
-        => _byCustomer.TryGetValue((tenant, customer), out var newest) ? newest.Customer : customer;
+    public string CustomerName(string tenant, string customer) => _byCustomer.Find(tenant, customer)?.Customer ?? customer;
+}
+
+/// <summary>
+/// The newest series of each (tenant, customer): an open-addressing table (linear probing, at most three quarters full)
+/// of series references, keyed by the names the series hold. 8 bytes a slot, 11 to 21 bytes per customer, where a
+/// <see cref="Dictionary{TKey, TValue}"/> entry keyed by the two names costs 36 to 72: with millions of customers that
+/// is a few hundred MiB. A probe compares the names of the series in the slot. Customers are never removed.
+/// </summary>
+internal sealed class CustomerTable
+{
+    private Series?[] _slots = new Series?[1024];
+    private int _count;
+
+    public Series? Find(string tenant, string customer)
+    {
+        var slots = _slots;
+        int mask = slots.Length - 1;
+        for (int slot = Hash(tenant, customer) & mask; ; slot = (slot + 1) & mask)
+        {
+            var series = slots[slot];
+            if (series is null || (series.Customer == customer && series.Tenant == tenant))
+                return series;
+        }
+    }
+
+    /// <summary>Makes <paramref name="series"/> its customer's newest (in place of the one before, if any).</summary>
+    public void SetNewest(Series series)
+    {
+        if (4 * ((long)_count + 1) > 3L * _slots.Length)
+            Grow();
+        if (Insert(_slots, series))
+            _count++;
+    }
+
+    private void Grow()
+    {
+        var slots = new Series?[_slots.Length * 2];
+        foreach (var series in _slots)
+        {
+            if (series is not null)
+                Insert(slots, series);
+        }
+        _slots = slots;
+    }
+
+    /// <summary>Puts the series in its customer's slot; true when the customer was not in the table.</summary>
+    private static bool Insert(Series?[] slots, Series series)
+    {
+        int mask = slots.Length - 1;
+        for (int slot = Hash(series.Tenant, series.Customer) & mask; ; slot = (slot + 1) & mask)
+        {
+            var occupant = slots[slot];
+            if (occupant is null || (occupant.Customer == series.Customer && occupant.Tenant == series.Tenant))
+            {
+                slots[slot] = series;
+                return occupant is null;
+            }
+        }
+    }
+
+    private static int Hash(string tenant, string customer) => HashCode.Combine(tenant, customer);
 }
 
 /// <summary>
