@@ -1020,6 +1020,90 @@ public sealed class AggregatorTests
     }
 
     [Fact]
+    public async Task Apply_AfterRestartLateThenNewestWindowsOfUncachedSeries_NoneWaitsAloneAndOnlyLateOnesCopied()
+    {
+        // After a restart no series has a cached window. Late events read their windows ahead (copied to the store's
+        // tail, never cached); events of the newest windows read them back together and cache them (not copied).
+        await using var harness = new Harness(partitions: 1, o => o.AggregatesMemoryBytes = 64 << 10);
+        var meter = await harness.MeterAsync("acme", "sum", Aggregation.Sum, window: WindowSize.Minute);
+        await harness.StartAsync();
+        int id = 0;
+        TestEvent Event(int customer, int minute) => new("acme", $"e{id++}", "api_call", $"c{customer}", Noon.AddMinutes(minute).AddSeconds(id % 60),
+            ("tokens", ((id % 89) + 1).ToString(CultureInfo.InvariantCulture)));
+        var customers = Enumerable.Range(0, 256).ToArray();
+        await harness.AppendAsync(customers.Select(c => Event(c, 0)));
+        await harness.AppendAsync(customers.Select(c => Event(c, 1)));
+        await harness.Aggregator.CheckpointAsync();
+        await harness.CrashAndRestartAsync();
+        var partition = harness.Host.Partitions[0];
+        Task<(long Waits, long Tail, int Cached)> Probe()
+            => partition.Submit(0, (p, _) => ValueTask.FromResult((p.AggregatesSingleWaits, p.AggregatesLogTail, p.HotWindowCount)));
+
+        var before = await Probe();
+        await harness.AppendAsync(customers.Select(c => Event(c, 0))); // late, of series without a cached window
+        var late = await Probe();
+        Assert.True(before.Waits == late.Waits, $"{late.Waits - before.Waits} late updates waited alone");
+        Assert.True(late.Tail > before.Tail, "the late windows were not copied to the tail");
+        Assert.Equal(before.Cached, late.Cached); // a late window is never cached
+
+        await harness.AppendAsync(customers.Select(c => Event(c, 1))); // the newest windows: read back together and cached
+        var newest = await Probe();
+        Assert.True(late.Waits == newest.Waits, $"{newest.Waits - late.Waits} newest-window reads waited alone");
+        Assert.True(late.Tail == newest.Tail, $"the newest windows were copied ({newest.Tail - late.Tail} bytes)");
+        Assert.Equal(customers.Length, newest.Cached - late.Cached);
+        var query = Query("acme", "sum");
+        Assert.Equal(Oracle.Usage(harness.Appended, meter, query).OrderBy(r => r.Key, StringComparer.Ordinal),
+            Oracle.Actual(await harness.Aggregator.Usage.QueryAsync(query)).OrderBy(r => r.Key, StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public async Task Apply_ResentLateEventsOfWindowsNoLongerInMemory_ReadNothingAndCountAsDuplicates()
+    {
+        // A client resending a buffer after an outage resends events already counted: they are found duplicates before
+        // anything is read for them, so no window of theirs is read ahead and copied to the store's tail. (16 KB of store
+        // memory: the first windows of 256 customers, 35 KB, are mostly in the files when they are resent.)
+        await using var harness = new Harness(partitions: 1);
+        var meter = await harness.MeterAsync("acme", "sum", Aggregation.Sum, window: WindowSize.Minute);
+        await harness.StartAsync();
+        int id = 0;
+        TestEvent Event(int customer, int minute) => new("acme", $"e{id++}", "api_call", $"c{customer}", Noon.AddMinutes(minute).AddSeconds(id % 60),
+            ("tokens", ((id % 89) + 1).ToString(CultureInfo.InvariantCulture)));
+        var customers = Enumerable.Range(0, 256).ToArray();
+        var first = customers.Select(c => Event(c, 0)).ToList();
+        await harness.AppendAsync(first);
+        await harness.AppendAsync(customers.Select(c => Event(c, 1)));
+        var partition = harness.Host.Partitions[0];
+        long tail = await partition.Submit(0, (p, _) => ValueTask.FromResult(p.AggregatesLogTail));
+
+        await harness.AppendAsync(first); // the same ids again: late, and duplicates
+
+        Assert.Equal(tail, await partition.Submit(0, (p, _) => ValueTask.FromResult(p.AggregatesLogTail)));
+        Assert.Equal(customers.Length, harness.Aggregator.GetCounters("acme").Duplicates);
+        var query = Query("acme", "sum");
+        Assert.Equal(Oracle.Usage(harness.Appended, meter, query).OrderBy(r => r.Key, StringComparer.Ordinal),
+            Oracle.Actual(await harness.Aggregator.Usage.QueryAsync(query)).OrderBy(r => r.Key, StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public async Task Query_WindowsNoLongerInMemory_AreNotCopiedToTheStoresTail()
+    {
+        // Queries read old windows through the session that does not copy: a query must not grow the store's log.
+        await using var harness = new Harness(partitions: 1);
+        await harness.MeterAsync("acme", "sum", Aggregation.Sum, window: WindowSize.Minute);
+        await harness.StartAsync();
+        await harness.AppendAsync(Enumerable.Range(0, 2000).Select(i =>
+            new TestEvent("acme", $"e{i}", "api_call", $"c{i % 3}", Noon.AddMinutes(i / 3), ("tokens", "1"))));
+        await harness.Aggregator.CheckpointAsync();
+        await harness.CrashAndRestartAsync();
+        var partition = harness.Host.Partitions[0];
+        long tail = await partition.Submit(0, (p, _) => ValueTask.FromResult(p.AggregatesLogTail));
+
+        Assert.Equal(2000m, (await harness.Aggregator.Usage.QueryAsync(Query("acme", "sum"))).Rows.Sum(r => r.Value));
+
+        Assert.Equal(tail, await partition.Submit(0, (p, _) => ValueTask.FromResult(p.AggregatesLogTail)));
+    }
+
+    [Fact]
     public async Task Apply_UniqueCountSecondValueOfItsNewestWindowInALaterStage_CountsBoth()
     {
         // UNIQUE_COUNT counts in the store, never in a cached window: a window cached for it would answer stale.

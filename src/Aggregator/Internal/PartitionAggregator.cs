@@ -359,8 +359,8 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         public long EventTime;
         public long IngestTime;
         public int Tenant, TenantLength, Id, IdLength, Type, TypeLength, Customer, CustomerLength, Data, DataLength, DataCount;
-        /// <summary>The meters of the event's tenant and type (null: none), prepared in <see cref="_prepared"/> from
-        /// <see cref="Prepared"/> on, one per meter.</summary>
+        /// <summary>The meters of the event's tenant and type (null: none, or a duplicate <see cref="DedupeStaged"/> found),
+        /// prepared in <see cref="_prepared"/> from <see cref="Prepared"/> on, one per meter.</summary>
         public CompiledMeter[]? Meters;
         public int Prepared;
     }
@@ -488,7 +488,12 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         }
         _touched = touched;
         if (readBack)
+        {
+            // Duplicates first, so that a resent event reads nothing back: a client resending old events after an
+            // outage sends many, and the read-ahead of a late event's window copies it to the store's tail.
+            DedupeStaged();
             ReadBackWindows();
+        }
 
         _dedupe.BeginBatch();
         _aggregates.BeginBatch();
@@ -503,7 +508,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
                     Volatile.Write(ref _malformed, _malformed + 1);
                     continue;
                 }
-                ApplyRecord(View(staged), ref staged);
+                var e = View(staged);
+                if (readBack || Dedupe(e, ref staged))
+                    ApplyMeters(e, ref staged);
             }
         }
         finally
@@ -631,9 +638,9 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         return new HashKey(builder.Hash());
     }
 
-    /// <summary>Dedupes and aggregates one staged event, whose dedupe key <see cref="Stage"/> computed and whose
-    /// meters <see cref="PrepareStaged"/> prepared.</summary>
-    private void ApplyRecord(scoped in EventRecordView e, ref StagedRecord staged)
+    /// <summary>Dedupes one staged event, whose dedupe key <see cref="Stage"/> computed; false (and counted) for a
+    /// duplicate.</summary>
+    private bool Dedupe(scoped in EventRecordView e, ref StagedRecord staged)
     {
         if (e.IngestTimeUnixNanos > _maxIngestTime)
             _maxIngestTime = e.IngestTimeUnixNanos;
@@ -644,9 +651,34 @@ internal sealed class PartitionAggregator : IAsyncDisposable
         if (_dedupe.Rmw(ref staged.Key, ref expiry).Existed)
         {
             CountDuplicate(e.Tenant);
-            return;
+            return false;
         }
+        return true;
+    }
 
+    /// <summary>Dedupes the whole stage before its windows are read back: a duplicate's meters are dropped
+    /// (<see cref="StagedRecord.Meters"/> null), so that nothing is read for it and nothing applied.</summary>
+    private void DedupeStaged()
+    {
+        _dedupe.BeginBatch();
+        try
+        {
+            for (int i = 0; i < _stagedCount; i++)
+            {
+                ref var staged = ref _staged[i];
+                if (staged.Tenant >= 0 && !Dedupe(View(staged), ref staged))
+                    staged.Meters = null;
+            }
+        }
+        finally
+        {
+            _dedupe.EndBatch();
+        }
+    }
+
+    /// <summary>Aggregates one new staged event into every meter <see cref="PrepareStaged"/> prepared for it.</summary>
+    private void ApplyMeters(scoped in EventRecordView e, ref StagedRecord staged)
+    {
         if (staged.Meters is not { } meters)
             return;
         for (int i = 0; i < meters.Length; i++)
