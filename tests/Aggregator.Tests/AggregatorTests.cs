@@ -1019,17 +1019,26 @@ public sealed class AggregatorTests
         }
     }
 
-    [Fact]
-    public async Task Apply_AfterRestartLateThenNewestWindowsOfUncachedSeries_NoneWaitsAloneAndOnlyLateOnesCopied()
+    /// <summary>A started one-partition harness with a SUM meter of minute windows, and a maker of events: customer c's
+    /// event in minute m after noon, each with a new id and its own value.</summary>
+    private static async Task<(Harness Harness, MeterDefinition Meter, Func<int, int, TestEvent> Event)> MinuteSumHarnessAsync(int aggregatesMemoryBytes)
     {
-        // After a restart no series has a cached window. Late events read their windows ahead (copied to the store's
-        // tail, never cached); events of the newest windows read them back together and cache them (not copied).
-        await using var harness = new Harness(partitions: 1, o => o.AggregatesMemoryBytes = 64 << 10);
+        var harness = new Harness(partitions: 1, o => o.AggregatesMemoryBytes = aggregatesMemoryBytes);
         var meter = await harness.MeterAsync("acme", "sum", Aggregation.Sum, window: WindowSize.Minute);
         await harness.StartAsync();
         int id = 0;
         TestEvent Event(int customer, int minute) => new("acme", $"e{id++}", "api_call", $"c{customer}", Noon.AddMinutes(minute).AddSeconds(id % 60),
             ("tokens", ((id % 89) + 1).ToString(CultureInfo.InvariantCulture)));
+        return (harness, meter, Event);
+    }
+
+    [Fact]
+    public async Task Apply_AfterRestartLateThenNewestWindowsOfUncachedSeries_NoneWaitsAloneAndOnlyLateOnesCopied()
+    {
+        // After a restart no series has a cached window. Late events read their windows ahead (copied to the store's
+        // tail, never cached); events of the newest windows read them back together and cache them (not copied).
+        var (harness, meter, Event) = await MinuteSumHarnessAsync(aggregatesMemoryBytes: 64 << 10);
+        await using var _ = harness;
         var customers = Enumerable.Range(0, 256).ToArray();
         await harness.AppendAsync(customers.Select(c => Event(c, 0)));
         await harness.AppendAsync(customers.Select(c => Event(c, 1)));
@@ -1062,12 +1071,8 @@ public sealed class AggregatorTests
         // A client resending a buffer after an outage resends events already counted: they are found duplicates before
         // anything is read for them, so no window of theirs is read ahead and copied to the store's tail. (16 KB of store
         // memory: the first windows of 256 customers, 35 KB, are mostly in the files when they are resent.)
-        await using var harness = new Harness(partitions: 1);
-        var meter = await harness.MeterAsync("acme", "sum", Aggregation.Sum, window: WindowSize.Minute);
-        await harness.StartAsync();
-        int id = 0;
-        TestEvent Event(int customer, int minute) => new("acme", $"e{id++}", "api_call", $"c{customer}", Noon.AddMinutes(minute).AddSeconds(id % 60),
-            ("tokens", ((id % 89) + 1).ToString(CultureInfo.InvariantCulture)));
+        var (harness, meter, Event) = await MinuteSumHarnessAsync(aggregatesMemoryBytes: 16 << 10);
+        await using var _ = harness;
         var customers = Enumerable.Range(0, 256).ToArray();
         var first = customers.Select(c => Event(c, 0)).ToList();
         await harness.AppendAsync(first);
