@@ -139,17 +139,7 @@ internal sealed class CustomerTable
     private Series?[] _slots = new Series?[1024];
     private int _count;
 
-    public Series? Find(string tenant, string customer)
-    {
-        var slots = _slots;
-        int mask = slots.Length - 1;
-        for (int slot = Hash(tenant, customer) & mask; ; slot = (slot + 1) & mask)
-        {
-            var series = slots[slot];
-            if (series is null || (series.Customer == customer && series.Tenant == tenant))
-                return series;
-        }
-    }
+    public Series? Find(string tenant, string customer) => _slots[SlotOf(_slots, tenant, customer)];
 
     /// <summary>Makes <paramref name="series"/> its customer's newest (in place of the one before, if any).</summary>
     public void SetNewest(Series series)
@@ -174,15 +164,21 @@ internal sealed class CustomerTable
     /// <summary>Puts the series in its customer's slot; true when the customer was not in the table.</summary>
     private static bool Insert(Series?[] slots, Series series)
     {
+        int slot = SlotOf(slots, series.Tenant, series.Customer);
+        bool added = slots[slot] is null;
+        slots[slot] = series;
+        return added;
+    }
+
+    /// <summary>The customer's slot: the one holding its series, or the empty one where it goes.</summary>
+    private static int SlotOf(Series?[] slots, string tenant, string customer)
+    {
         int mask = slots.Length - 1;
-        for (int slot = Hash(series.Tenant, series.Customer) & mask; ; slot = (slot + 1) & mask)
+        for (int slot = Hash(tenant, customer) & mask; ; slot = (slot + 1) & mask)
         {
-            var occupant = slots[slot];
-            if (occupant is null || (occupant.Customer == series.Customer && occupant.Tenant == series.Tenant))
-            {
-                slots[slot] = series;
-                return occupant is null;
-            }
+            var series = slots[slot];
+            if (series is null || (series.Customer == customer && series.Tenant == tenant))
+                return slot;
         }
     }
 
